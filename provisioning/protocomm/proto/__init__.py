@@ -1,0 +1,1 @@
+"""Generated protobuf modules for protocomm (regenerate with ``scripts/gen_protos.py``)."""
