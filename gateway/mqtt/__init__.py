@@ -1,0 +1,1 @@
+"""MQTT side of the gateway: the managed broker (and, later, the bridge)."""

@@ -1,0 +1,1 @@
+"""Device credentials: the device CA, CRLs, sealed secrets and label codes."""
