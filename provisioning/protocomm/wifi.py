@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
@@ -179,11 +179,11 @@ class WifiProvisioner:
         self._scan_task: asyncio.Task[None] | None = None
         self._scan_results: tuple[AccessPointInfo, ...] = ()
         self._scan_finished = False
-        self._tasks: asyncio.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._running = False
 
     async def __aenter__(self) -> Self:
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
+        self._running = True
         return self
 
     async def __aexit__(
@@ -192,17 +192,32 @@ class WifiProvisioner:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for task in (self._attempt, self._scan_task):
-            if task is not None:
-                task.cancel()
-        tasks, self._tasks = self._tasks, None
-        if tasks is not None:
-            await tasks.__aexit__(exc_type, exc, tb)
+        self._running = False
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        self._tasks.clear()
 
-    def _spawn(self, coro: object) -> asyncio.Task[None]:
-        if self._tasks is None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Start a task this object owns: it is cancelled and awaited on exit."""
+        if not self._running:
+            coro.close()
             raise RuntimeError("WifiProvisioner is not running; use it as an async context manager")
-        return self._tasks.create_task(coro)  # type: ignore[arg-type]  # coroutine typed loosely here
+        task = asyncio.get_running_loop().create_task(self._guard(coro))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _guard(self, coro: Coroutine[Any, Any, None]) -> None:
+        try:
+            await coro
+        except Exception:
+            # A failing radio must not take the device down: record it and carry on.
+            _LOGGER.exception("Wi-Fi background task failed")
+            self._status = WifiStatus(StationState.DISCONNECTED)
+            self._scan_finished = True
 
     @property
     def status(self) -> WifiStatus:
