@@ -1,0 +1,1 @@
+"""The HTTP/JSON API the mobile app talks to."""

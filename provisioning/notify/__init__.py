@@ -1,0 +1,1 @@
+"""Verification-code delivery behind one small interface."""

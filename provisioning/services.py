@@ -1,0 +1,126 @@
+"""The service graph of one process, opened and closed as one unit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+
+from provisioning.clock import Clock, SystemClock
+from provisioning.config import Secrets, Settings
+from provisioning.domain.accounts import AccountService
+from provisioning.domain.limits import RateLimiter
+from provisioning.domain.vault import Vault
+from provisioning.errors import ConfigError
+from provisioning.metrics import Metrics
+from provisioning.notify.delivery import (
+    CodeSender,
+    Notifier,
+    OutboxSender,
+    SmtpSender,
+    WebhookSmsSender,
+)
+from provisioning.security.keys import BlindIndex, KeyRing, derive_subkey
+from provisioning.security.passwords import Passwords
+from provisioning.storage.engine import Database
+
+
+@dataclass
+class Services:
+    """Everything a request handler or worker needs, built once per process."""
+
+    settings: Settings
+    secrets: Secrets
+    db: Database
+    clock: Clock
+    metrics: Metrics
+    keyring: KeyRing
+    vault: Vault
+    index: BlindIndex
+    limiter: RateLimiter
+    notifier: Notifier
+    accounts: AccountService
+
+
+def build_notifier(settings: Settings, http: aiohttp.ClientSession) -> Notifier:
+    """Choose the code senders the configuration names."""
+    outbox = OutboxSender(settings.data_dir / "outbox.jsonl")
+    notify = settings.notify
+    if settings.is_production and "outbox" in (notify.email_backend, notify.sms_backend):
+        raise ConfigError(
+            "notify: the outbox backend is for development only; configure smtp/webhook",
+            key="notify.email_backend",
+        )
+    email: CodeSender = outbox
+    if notify.email_backend == "smtp":
+        email = SmtpSender(
+            notify.smtp_host,
+            notify.smtp_port,
+            notify.smtp_sender,
+            starttls=notify.smtp_starttls,
+            username=notify.smtp_username,
+        )
+    sms: CodeSender = outbox
+    if notify.sms_backend == "webhook":
+        if not notify.sms_webhook_url:
+            raise ConfigError("notify.sms_webhook_url is required", key="notify.sms_webhook_url")
+        sms = WebhookSmsSender(notify.sms_webhook_url, http)
+    return Notifier(email, sms)
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings,
+    secrets: Secrets,
+    *,
+    clock: Clock | None = None,
+    passwords: Passwords | None = None,
+    notifier: Notifier | None = None,
+    migrate: bool = False,
+) -> AsyncIterator[Services]:
+    """Open the database and clients; close them all on exit."""
+    clock = clock or SystemClock()
+    async with AsyncExitStack() as stack:
+        db = Database(
+            settings.database_url,
+            echo=settings.database.echo,
+            pool_size=settings.database.pool_size,
+        )
+        stack.push_async_callback(db.dispose)
+        if migrate:
+            await db.upgrade()
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        notifier = notifier or build_notifier(settings, http)
+        pepper = secrets.pepper.get_secret_value()
+        keyring = KeyRing({k: secrets.kek(k) for k in secrets.keks}, secrets.active_kek)
+        index = BlindIndex(derive_subkey(pepper, "blind-index"))
+        metrics = Metrics()
+        vault = Vault(keyring)
+        limiter = RateLimiter(index)
+        accounts = AccountService(
+            db=db,
+            clock=clock,
+            settings=settings.auth,
+            vault=vault,
+            index=index,
+            code_key=derive_subkey(pepper, "one-time-codes"),
+            limiter=limiter,
+            passwords=passwords or Passwords(),
+            notifier=notifier,
+            metrics=metrics,
+        )
+        yield Services(
+            settings=settings,
+            secrets=secrets,
+            db=db,
+            clock=clock,
+            metrics=metrics,
+            keyring=keyring,
+            vault=vault,
+            index=index,
+            limiter=limiter,
+            notifier=notifier,
+            accounts=accounts,
+        )

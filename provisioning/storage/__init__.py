@@ -1,0 +1,1 @@
+"""Relational storage: models, the data catalog, engine and migrations."""
