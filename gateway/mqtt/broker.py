@@ -346,8 +346,20 @@ class ManagedMosquitto:
         try:
             async with asyncio.timeout(confirm_within):
                 await self.wait_for_log(_RELOAD_MARKER, offset=offset)
-        except TimeoutError:
+                # The marker is logged *before* the files are re-read. The
+                # broker is single-threaded, so a handshake that completes
+                # proves the reload (including the CRL) has finished.
+                await self._tls_handshake()
+        except (TimeoutError, OSError, ssl.SSLError):
             raise BrokerError("the broker did not confirm the reload") from None
+        # Mosquitto prefixes its own errors "Error: "; OpenSSL lines about
+        # clients (ours included: the handshake has no certificate) differ.
+        errors = [line for line in self._log_tail(offset).splitlines() if ": Error: " in line]
+        if errors:
+            # E.g. the CRL changed under us after validation: Mosquitto now
+            # runs without it (fail-open). Say so loudly.
+            _LOGGER.error("Mosquitto reported errors while reloading: %s", " | ".join(errors))
+            raise BrokerError("the broker reported errors while reloading", log=errors)
 
     async def check_health(self, *, within: float = 2.0) -> bool:
         """Return True when the listener completes a TLS handshake with the expected server."""
