@@ -71,6 +71,13 @@ class BrokerRefused(BrokerError):
     default_message = "the broker refused the connection"
 
 
+class BrokerUnreachable(BrokerError):
+    """Nothing answered at the broker's address (not running, wrong port, network)."""
+
+    code = "broker_unreachable"
+    default_message = "cannot reach the MQTT broker"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class BrokerTlsFiles:
     """The TLS material the listener uses: device CA, server cert/key, CRL."""
@@ -220,7 +227,13 @@ async def connect_mqtt(
     async with contextlib.AsyncExitStack() as stack:
         try:
             await stack.enter_async_context(client)
+        except aiomqtt.MqttCodeError as err:
+            raise BrokerRefused(
+                "the broker refused the connection", host=host, port=port, reason=str(err)
+            ) from err
         except aiomqtt.MqttError as err:
+            if "timed out" not in str(err).lower():
+                raise BrokerUnreachable(host=host, port=port, reason=str(err)) from err
             raise BrokerRefused(
                 "the broker refused the connection (TLS rejected the client certificate, "
                 "or no CONNACK arrived): check the certificate, its CA and the CRL",
@@ -272,6 +285,7 @@ class ManagedMosquitto:
         self._started_at = 0.0
         self._stopping = False
         self._ready = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
         self.restarts = 0
         self.reloads = 0
 
@@ -334,6 +348,10 @@ class ManagedMosquitto:
         """Validate the CRL, ``SIGHUP`` the broker and wait until it reloaded."""
         # An unparseable CRL at SIGHUP makes Mosquitto accept revoked
         # certificates again (measured): never signal with a bad one.
+        async with self._reload_lock:
+            await self._reload(confirm_within)
+
+    async def _reload(self, confirm_within: float) -> None:
         ca_certificate = read_certificate(self.config.tls.ca_file)
         validate_crl_file(self.config.tls.crl_file, ca_certificate, self._clock)
         process = self._process
@@ -354,7 +372,7 @@ class ManagedMosquitto:
             raise BrokerError("the broker did not confirm the reload") from None
         # Mosquitto prefixes its own errors "Error: "; OpenSSL lines about
         # clients (ours included: the handshake has no certificate) differ.
-        errors = [line for line in self._log_tail(offset).splitlines() if ": Error: " in line]
+        errors = [line for line in self._log_since(offset).splitlines() if ": Error: " in line]
         if errors:
             # E.g. the CRL changed under us after validation: Mosquitto now
             # runs without it (fail-open). Say so loudly.
@@ -400,12 +418,14 @@ class ManagedMosquitto:
         except OSError:
             return 0
 
-    def _log_tail(self, offset: int) -> str:
+    def _log_since(self, offset: int) -> str:
         with contextlib.suppress(OSError), self.config.log_file.open("rb") as handle:
             handle.seek(offset)
-            lines = handle.read().decode("utf-8", "replace").strip().splitlines()
-            return "\n".join(lines[-15:])
+            return handle.read().decode("utf-8", "replace")
         return ""
+
+    def _log_tail(self, offset: int) -> str:
+        return "\n".join(self._log_since(offset).strip().splitlines()[-15:])
 
     async def _start_process(self) -> None:
         self._ready.clear()
@@ -535,6 +555,7 @@ __all__ = [
     "BrokerRefused",
     "BrokerStartFailed",
     "BrokerTlsFiles",
+    "BrokerUnreachable",
     "ManagedMosquitto",
     "client_tls_context",
     "connect_mqtt",

@@ -12,6 +12,7 @@ import pytest
 from gateway.mqtt.broker import (
     BrokerError,
     BrokerStartFailed,
+    BrokerUnreachable,
     ManagedMosquitto,
     connect_mqtt,
     free_local_port,
@@ -130,6 +131,17 @@ async def test_reload_waits_for_the_broker_to_confirm(mosquitto_broker: ManagedM
     assert mosquitto_broker.reloads == 1
     assert "Reloading config" in mosquitto_broker.log_text()[offset:]
     assert mosquitto_broker.running
+
+
+async def test_connecting_to_a_stopped_broker_says_unreachable_not_refused(
+    device_pki: LocalPki, tmp_path: Path
+) -> None:
+    device = device_pki.mint_device("ZC1-0001")
+    async with running_broker(device_pki, tmp_path / "data") as broker:
+        pass
+    with pytest.raises(BrokerUnreachable, match="cannot reach"):
+        async with connect_mqtt(broker.host, broker.port, device.tls_context()):
+            pass
 
 
 async def test_reload_of_a_stopped_broker_is_an_error(device_pki: LocalPki, tmp_path: Path) -> None:
