@@ -181,6 +181,8 @@ class ProtocommDevice:
         if spec is None:
             raise RequestRejected(f"no endpoint {endpoint!r}", constants_pb2.InvalidArgument)
         if not 0 < len(data) <= MAX_REQUEST_LEN:
+            if endpoint == PROV_SESSION:
+                self._abort(session_id, 0, constants_pb2.InvalidProto)
             raise RequestRejected("request body size out of range", constants_pb2.InvalidArgument)
         if endpoint == PROTO_VER:
             return self.version.to_json()
