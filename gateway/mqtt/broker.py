@@ -10,7 +10,9 @@ directory under the data dir::
 
 ``ManagedMosquitto`` runs that config as a child process on loopback: it waits
 until the listener completes a TLS handshake with the expected server
-certificate, restarts the broker with exponential backoff when it dies,
+certificate, repeats that check every ``health_interval`` seconds (a broker
+that fails ``unhealthy_after`` checks in a row is killed), restarts the broker
+with exponential backoff when it dies,
 ``SIGHUP``s it on :meth:`ManagedMosquitto.reload` (after validating the CRL, as
 an unreadable CRL at reload makes Mosquitto fail open) and stops it on exit.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import getpass
 import logging
 import re
@@ -27,17 +30,28 @@ import shutil
 import signal
 import socket
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final, Self
 
 import aiomqtt
+from cryptography import x509
 
 from provisioning.clock import Clock, SystemClock
 from provisioning.errors import ConfigError, ZanuoError
-from provisioning.security.ca import read_certificate
-from provisioning.security.crl import validate_crl_file
+from provisioning.security.ca import (
+    CertificateAuthority,
+    certificate_needs_renewal,
+    certificate_pem,
+    issue_bridge_certificate,
+    issue_server_certificate,
+    read_certificate,
+    verify_issued_by,
+    write_file_atomically,
+)
+from provisioning.security.crl import Revocation, crl_needs_reissue, validate_crl_file, write_crl
+from provisioning.security.errors import CertificateInvalid
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -47,6 +61,7 @@ ACL_TEMPLATE: Final = "acl.template"
 DEFAULT_HOST: Final = "127.0.0.1"
 _PLACEHOLDER: Final = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 _RELOAD_MARKER: Final = b"Reloading config"
+CERT_RENEW_BEFORE: Final = dt.timedelta(days=30)
 
 
 class BrokerError(ZanuoError):
@@ -191,6 +206,86 @@ def render_broker_config(
     )
 
 
+# --------------------------------------------------------------------------- credentials
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BrokerCredentials:
+    """Everything the embedded broker and the bridge need on disk."""
+
+    tls: BrokerTlsFiles
+    bridge_cert_file: Path
+    bridge_key_file: Path
+
+
+def _server_cert_fits(
+    path: Path, ca: CertificateAuthority, hosts: Sequence[str], clock: Clock
+) -> bool:
+    if certificate_needs_renewal(path, clock, margin=CERT_RENEW_BEFORE):
+        return False
+    certificate = read_certificate(path)
+    try:
+        verify_issued_by(ca.certificate, certificate)
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (CertificateInvalid, x509.ExtensionNotFound):
+        return False
+    named = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+    named |= set(san.get_values_for_type(x509.DNSName))
+    return named == {str(host) for host in hosts}
+
+
+def _client_cert_fits(path: Path, ca: CertificateAuthority, clock: Clock) -> bool:
+    if certificate_needs_renewal(path, clock, margin=CERT_RENEW_BEFORE):
+        return False
+    try:
+        verify_issued_by(ca.certificate, read_certificate(path))
+    except CertificateInvalid:
+        return False
+    return True
+
+
+def prepare_broker_credentials(
+    ca: CertificateAuthority,
+    directory: Path,
+    clock: Clock,
+    *,
+    revoked: Mapping[int, Revocation],
+    hosts: Sequence[str] = (DEFAULT_HOST, "localhost"),
+) -> BrokerCredentials:
+    """Create or refresh the broker CA copy, server cert, CRL and bridge cert in ``directory``.
+
+    Idempotent: files that are still valid (issued by this CA, for these hosts,
+    more than 30 days from expiry; a CRL not yet due) are left alone. ``revoked``
+    must be the registry's full revocation list: it is used whenever the CRL
+    is (re)written.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tls = BrokerTlsFiles(
+        ca_file=directory / "ca.crt.pem",
+        cert_file=directory / "server.crt.pem",
+        key_file=directory / "server.key.pem",
+        crl_file=directory / "crl.pem",
+    )
+    ca_pem = certificate_pem(ca.certificate)
+    if not tls.ca_file.is_file() or tls.ca_file.read_bytes() != ca_pem:
+        write_file_atomically(tls.ca_file, ca_pem, mode=0o644)
+    if not _server_cert_fits(tls.cert_file, ca, hosts, clock):
+        issue_server_certificate(ca, list(hosts), tls.cert_file, tls.key_file, clock)
+    credentials = BrokerCredentials(
+        tls=tls,
+        bridge_cert_file=directory / "bridge.crt.pem",
+        bridge_key_file=directory / "bridge.key.pem",
+    )
+    if not _client_cert_fits(credentials.bridge_cert_file, ca, clock):
+        issue_bridge_certificate(
+            ca, credentials.bridge_cert_file, credentials.bridge_key_file, clock
+        )
+    if crl_needs_reissue(tls.crl_file, ca.certificate, clock):
+        write_crl(ca, revoked, tls.crl_file, clock)
+    return credentials
+
+
 # --------------------------------------------------------------------------- clients
 
 
@@ -262,6 +357,9 @@ class ManagedMosquitto:
         restart_backoff: float = 0.2,
         max_restart_backoff: float = 10.0,
         stable_after: float = 30.0,
+        health_interval: float | None = 30.0,
+        health_timeout: float = 2.0,
+        unhealthy_after: int = 3,
     ) -> None:
         self.config = config
         found = shutil.which(str(executable))
@@ -278,6 +376,9 @@ class ManagedMosquitto:
         self._restart_backoff = restart_backoff
         self._max_restart_backoff = max_restart_backoff
         self._stable_after = stable_after
+        self._health_interval = health_interval
+        self._health_timeout = health_timeout
+        self._unhealthy_after = unhealthy_after
         self._process: asyncio.subprocess.Process | None = None
         self._log: IO[bytes] | None = None
         self._stack: contextlib.AsyncExitStack | None = None
@@ -494,7 +595,7 @@ class ManagedMosquitto:
         while True:
             process = self._process
             assert process is not None  # set before the supervisor starts
-            status = await process.wait()
+            status = await self._watch(process)
             self._ready.clear()
             if self._stopping:
                 return
@@ -516,6 +617,32 @@ class ManagedMosquitto:
                 # The failed process has exited, so the next wait() returns at
                 # once and the loop retries with a longer backoff.
                 _LOGGER.error("Mosquitto restart failed: %s", err.message)
+
+    async def _watch(self, process: asyncio.subprocess.Process) -> int:
+        """Return the exit status; kill the process if it stops answering TLS handshakes."""
+        if self._health_interval is None:
+            return await process.wait()
+        failures = 0
+        while True:
+            try:
+                async with asyncio.timeout(self._health_interval):
+                    return await process.wait()
+            except TimeoutError:
+                pass
+            if await self.check_health(within=self._health_timeout):
+                failures = 0
+                continue
+            failures += 1
+            _LOGGER.warning(
+                "Mosquitto (pid %s) failed health check %s of %s",
+                process.pid,
+                failures,
+                self._unhealthy_after,
+            )
+            if failures >= self._unhealthy_after:
+                # A hung broker accepts TCP but never answers; only a restart helps.
+                _LOGGER.error("Mosquitto (pid %s) is not answering; killing it", process.pid)
+                await self._kill(process)
 
     async def _kill(self, process: asyncio.subprocess.Process) -> None:
         if process.returncode is None:
@@ -551,6 +678,7 @@ def free_local_port(host: str = DEFAULT_HOST) -> int:
 
 __all__ = [
     "BrokerConfig",
+    "BrokerCredentials",
     "BrokerError",
     "BrokerRefused",
     "BrokerStartFailed",
@@ -560,5 +688,6 @@ __all__ = [
     "client_tls_context",
     "connect_mqtt",
     "free_local_port",
+    "prepare_broker_credentials",
     "render_broker_config",
 ]

@@ -57,6 +57,20 @@ async def test_killed_broker_is_restarted_and_serves_devices_again(
         assert broker.restarts == 1
 
 
+async def test_hung_broker_is_killed_and_restarted(device_pki: LocalPki, tmp_path: Path) -> None:
+    async with running_broker(
+        device_pki, tmp_path / "data", restart_backoff=0.05, health_interval=0.1, health_timeout=0.3
+    ) as broker:
+        hung_pid = broker.pid
+        assert hung_pid is not None
+        os.kill(hung_pid, signal.SIGSTOP)  # alive, port open, answers nothing
+        async with asyncio.timeout(10):
+            while broker.restarts < 1 or not broker.running:  # noqa: ASYNC110 (polling a process, no event to wait on)
+                await asyncio.sleep(0.02)
+        assert not _process_exists(hung_pid)
+        assert await broker.check_health()
+
+
 async def test_broker_stops_with_its_owner_and_frees_the_port(
     device_pki: LocalPki, tmp_path: Path
 ) -> None:
