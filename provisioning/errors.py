@@ -181,3 +181,24 @@ class ConfigError(ZanuoError):
 
     code = "config_error"
     default_message = "bad configuration"
+
+
+class DeviceRevoked(Conflict):
+    code = "device_revoked"
+    default_message = "the device's credentials are revoked; it cannot be bound"
+
+
+class CodeNotSupported(Conflict):
+    code = "code_not_supported"
+    default_message = "this device has no label code; bind it with a pairing token"
+
+
+class TokenInvalid(ZanuoError):
+    status = 404
+    code = "token_invalid"
+    default_message = "no such token"
+
+
+class DeviceOffline(Conflict):
+    code = "device_offline"
+    default_message = "the device is offline"

@@ -11,6 +11,8 @@ import aiohttp
 from provisioning.clock import Clock, SystemClock
 from provisioning.config import Secrets, Settings
 from provisioning.domain.accounts import AccountService
+from provisioning.domain.binding import BindingService
+from provisioning.domain.devices import DeviceService
 from provisioning.domain.limits import RateLimiter
 from provisioning.domain.vault import Vault
 from provisioning.errors import ConfigError
@@ -42,6 +44,8 @@ class Services:
     limiter: RateLimiter
     notifier: Notifier
     accounts: AccountService
+    binding: BindingService
+    devices: DeviceService
 
 
 def build_notifier(settings: Settings, http: aiohttp.ClientSession) -> Notifier:
@@ -111,6 +115,15 @@ async def open_services(
             notifier=notifier,
             metrics=metrics,
         )
+        binding = BindingService(
+            db=db,
+            clock=clock,
+            settings=settings.binding,
+            limiter=limiter,
+            label_key=derive_subkey(pepper, "label-codes"),
+            metrics=metrics,
+        )
+        devices = DeviceService(db=db, clock=clock, settings=settings.binding, index=index)
         yield Services(
             settings=settings,
             secrets=secrets,
@@ -123,4 +136,6 @@ async def open_services(
             limiter=limiter,
             notifier=notifier,
             accounts=accounts,
+            binding=binding,
+            devices=devices,
         )

@@ -334,8 +334,7 @@ class AccountService:
         rindex = self.recipient_index(recipient)
         keys = [self.limiter.key("login-account", rindex), self.limiter.key("login-ip", source)]
         async with self.db.session() as session:
-            for key in keys:
-                await self.limiter.check(session, key, now)
+            await self.limiter.check(session, keys, now)
             account = await self._find_account(session, recipient)
             if code is not None:
                 await self.consume_code(session, recipient, CodePurpose.LOGIN, code)

@@ -53,13 +53,22 @@ class RateLimiter:
         await session.refresh(row)
         return row
 
-    async def check(self, session: AsyncSession, key: str, now: dt.datetime) -> None:
-        """Raise TooManyAttempts while ``key`` is locked out."""
-        row = (
-            await session.execute(select(RateLimit).where(RateLimit.key == key))
-        ).scalar_one_or_none()
-        if row is not None and row.blocked_until is not None and row.blocked_until > now:
-            raise TooManyAttempts(_seconds_until(row.blocked_until, now))
+    async def check(self, session: AsyncSession, keys: list[str], now: dt.datetime) -> None:
+        """Raise TooManyAttempts while any of ``keys`` is locked out (the longest wait wins)."""
+        blocked = (
+            (
+                await session.execute(
+                    select(RateLimit.blocked_until).where(
+                        RateLimit.key.in_(keys), RateLimit.blocked_until > now
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        until = [when for when in blocked if when is not None]
+        if until:
+            raise TooManyAttempts(_seconds_until(max(until), now))
 
     async def consume(
         self, session: AsyncSession, key: str, policy: Policy, now: dt.datetime

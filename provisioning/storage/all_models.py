@@ -1,5 +1,5 @@
 """Import every model module so the metadata knows every table."""
 
-from provisioning.storage import models
+from provisioning.storage import devices, models
 
-__all__ = ["models"]
+__all__ = ["devices", "models"]
