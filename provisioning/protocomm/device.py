@@ -37,6 +37,7 @@ from provisioning.protocomm.security import (
     HandshakeStep,
     SecurityConfig,
     command_phase,
+    executor_offload,
     failure_response,
     new_device_handshake,
 )
@@ -98,7 +99,7 @@ class ProtocommDevice:
         )
         self._max_sessions = max_sessions
         self._handshake_timeout = handshake_timeout
-        self._executor = executor
+        self._offload = executor_offload(executor)
         self._sessions: dict[int, _Session] = {}
         self._endpoints: dict[str, Endpoint] = {
             PROTO_VER: Endpoint(PROTO_VER, STANDARD_UUID16[PROTO_VER], secured=False),
@@ -235,9 +236,9 @@ class ProtocommDevice:
     async def _run_step(
         self, handshake: DeviceHandshake, request: session_pb2.SessionData
     ) -> HandshakeStep:
-        # SRP exponentiations and X25519 take milliseconds: keep them off the loop.
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, handshake.step, request)
+        # SRP exponentiations and X25519 run in the executor, not on the loop. Python's
+        # big-int pow holds the GIL, so pass a ProcessPoolExecutor to keep the loop free.
+        return await handshake.step(request, self._offload)
 
     def _abort(self, session_id: int, phase: int, status: int) -> bytes:
         if self._sessions.pop(session_id, None) is not None:

@@ -16,8 +16,9 @@ import hmac
 import os
 import secrets
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -132,6 +133,37 @@ def _x25519_shared(private: X25519PrivateKey, peer_public: bytes) -> bytes:
         raise CryptoFailure("X25519 key agreement failed") from err
 
 
+_T = TypeVar("_T")
+
+
+class Offload(Protocol):
+    """Run a pure, picklable function away from the event loop and await its result."""
+
+    def __call__(self, fn: Callable[..., _T], /, *args: Any) -> Awaitable[_T]:
+        """Schedule ``fn(*args)``."""
+        ...
+
+
+async def run_inline(fn: Callable[..., _T], /, *args: Any) -> _T:
+    """An :class:`Offload` that runs on the caller's thread (tests and known-answer checks)."""
+    return fn(*args)
+
+
+def executor_offload(executor: Executor | None) -> Offload:
+    """Return an :class:`Offload` onto ``executor`` (None: the loop's default thread pool)."""
+
+    def offload(fn: Callable[..., _T], /, *args: Any) -> Awaitable[_T]:
+        return asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+    return offload
+
+
+def sec1_device_exchange(client_public: bytes) -> tuple[bytes, bytes]:
+    """Draw the device's X25519 key and agree with the client's: return (public, secret)."""
+    private = X25519PrivateKey.generate()
+    return _x25519_public_bytes(private), _x25519_shared(private, client_public)
+
+
 # --------------------------------------------------------------------------- configs
 
 
@@ -204,9 +236,9 @@ class HandshakeStep:
 
 
 class DeviceHandshake(Protocol):
-    """One in-progress handshake on the device; ``step`` is CPU-bound and synchronous."""
+    """One in-progress handshake on the device; heavy maths goes through ``offload``."""
 
-    def step(self, request: session_pb2.SessionData) -> HandshakeStep:
+    async def step(self, request: session_pb2.SessionData, offload: Offload) -> HandshakeStep:
         """Answer one handshake message."""
         ...
 
@@ -262,7 +294,7 @@ class Sec0DeviceHandshake:
     def __init__(self, config: Sec0Config) -> None:
         self._config = config
 
-    def step(self, request: session_pb2.SessionData) -> HandshakeStep:
+    async def step(self, request: session_pb2.SessionData, offload: Offload) -> HandshakeStep:
         """Accept the single sec0 command."""
         response = failure_response(self._config, 0, constants_pb2.Success)
         return HandshakeStep(response, HandshakeOutcome.ESTABLISHED, PlainChannel())
@@ -277,11 +309,11 @@ class Sec1DeviceHandshake:
         self._device_public = b""
         self._channel: CtrChannel | None = None
 
-    def step(self, request: session_pb2.SessionData) -> HandshakeStep:
+    async def step(self, request: session_pb2.SessionData, offload: Offload) -> HandshakeStep:
         """Answer Command0 (key exchange) or Command1 (verify), in that order only."""
         phase = command_phase(self._config, request)
         if phase == 0 and self._channel is None:
-            return self._command0(request.sec1.sc0.client_pubkey)
+            return await self._command0(request.sec1.sc0.client_pubkey, offload)
         if phase == 1 and self._channel is not None:
             return self._command1(request.sec1.sc1.client_verify_data)
         return self._fail(phase or 0, constants_pb2.InvalidSession)
@@ -289,17 +321,16 @@ class Sec1DeviceHandshake:
     def _fail(self, phase: int, status: int) -> HandshakeStep:
         return HandshakeStep(failure_response(self._config, phase, status), HandshakeOutcome.FAILED)
 
-    def _command0(self, client_public: bytes) -> HandshakeStep:
+    async def _command0(self, client_public: bytes, offload: Offload) -> HandshakeStep:
         if len(client_public) != X25519_KEY_LEN:
             return self._fail(0, constants_pb2.InvalidArgument)
-        private = X25519PrivateKey.generate()
         try:
-            shared = _x25519_shared(private, client_public)
+            device_public, shared = await offload(sec1_device_exchange, client_public)
         except CryptoFailure:
             return self._fail(0, constants_pb2.CryptoError)
         device_random = secrets.token_bytes(SEC1_RANDOM_LEN)
         self._client_public = client_public
-        self._device_public = _x25519_public_bytes(private)
+        self._device_public = device_public
         self._channel = CtrChannel(sec1_session_key(shared, self._config.pop), device_random)
         response = session_pb2.SessionData(sec_ver=session_pb2.SecScheme1)
         response.sec1.msg = sec1_pb2.Session_Response0
@@ -328,12 +359,12 @@ class Sec2DeviceHandshake:
         self._config = config
         self._challenge: srp6a.ServerChallenge | None = None
 
-    def step(self, request: session_pb2.SessionData) -> HandshakeStep:
+    async def step(self, request: session_pb2.SessionData, offload: Offload) -> HandshakeStep:
         """Answer Command0 or Command1, in that order only."""
         phase = command_phase(self._config, request)
         if phase == 0 and self._challenge is None:
             cmd0 = request.sec2.sc0
-            return self._command0(cmd0.client_username, cmd0.client_pubkey)
+            return await self._command0(cmd0.client_username, cmd0.client_pubkey, offload)
         if phase == 1 and self._challenge is not None:
             return self._command1(request.sec2.sc1.client_proof)
         return self._fail(phase or 0, constants_pb2.InvalidSession)
@@ -341,12 +372,13 @@ class Sec2DeviceHandshake:
     def _fail(self, phase: int, status: int) -> HandshakeStep:
         return HandshakeStep(failure_response(self._config, phase, status), HandshakeOutcome.FAILED)
 
-    def _command0(self, username: bytes, a_pub: bytes) -> HandshakeStep:
+    async def _command0(self, username: bytes, a_pub: bytes, offload: Offload) -> HandshakeStep:
         if not a_pub or len(a_pub) > _MAX_SRP_PUBLIC_LEN or len(username) > _MAX_USERNAME_LEN:
             return self._fail(0, constants_pb2.InvalidArgument)
         try:
-            challenge = srp6a.server_challenge(
-                self._config.salt, self._config.verifier, username, a_pub
+            # Three 3072-bit exponentiations (~25 ms) that hold the GIL: offload them.
+            challenge = await offload(
+                srp6a.server_challenge, self._config.salt, self._config.verifier, username, a_pub
             )
         except CryptoFailure:
             return self._fail(0, constants_pb2.CryptoError)
@@ -486,15 +518,16 @@ class Sec2Client:
         *,
         username: str | bytes = SEC2_DEFAULT_USERNAME,
         patch: int = 1,
+        executor: Executor | None = None,
     ) -> None:
         self._username = _as_bytes(username)
         self._password = _as_bytes(password)
         self._patch = patch
+        self._offload = executor_offload(executor)
 
     async def handshake(self, send: SendFn) -> Channel:
         """Run SRP-6a: send A, answer the salt and B with M, check H_AMK."""
-        loop = asyncio.get_running_loop()
-        ephemeral = await loop.run_in_executor(None, srp6a.client_ephemeral)
+        ephemeral = await self._offload(srp6a.client_ephemeral)
         request = session_pb2.SessionData(sec_ver=session_pb2.SecScheme2)
         request.sec2.msg = sec2_pb2.S2Session_Command0
         request.sec2.sc0.client_username = self._username
@@ -503,8 +536,7 @@ class Sec2Client:
         if response.WhichOneof("proto") != "sec2" or response.sec2.WhichOneof("payload") != "sr0":
             raise ProtocolError("device did not answer with sec2 Response0")
         _check_status(response.sec2.sr0.status, "sec2 command0")
-        proof = await loop.run_in_executor(
-            None,
+        proof = await self._offload(
             srp6a.client_proof,
             ephemeral,
             self._username,

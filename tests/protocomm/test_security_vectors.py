@@ -28,6 +28,7 @@ from provisioning.protocomm.security import (
     Sec2Client,
     Sec2Config,
     Sec2DeviceHandshake,
+    run_inline,
     sec1_session_key,
 )
 
@@ -184,17 +185,17 @@ def _nonce_plus(nonce: bytes, n: int) -> bytes:
 
 
 @pytest.mark.parametrize("patch", [1, 0])
-def test_sec2_session_gcm_nonces_follow_patch_rules_against_hand_built_aead(patch: int) -> None:
+async def test_sec2_session_gcm_nonces_follow_patch_rules_against_hand_built_aead(patch: int) -> None:
     config = Sec2Config.from_password(
         PASSWORD, username=USERNAME, salt=SALT_WITH_LEADING_ZERO, patch=patch
     )
     handshake = Sec2DeviceHandshake(config)
     user = srp.User(USERNAME, PASSWORD, bytes_a=A_PRIV, **srp_group())
     _, a_pub = user.start_authentication()
-    resp0 = handshake.step(_sec2_cmd0(a_pub)).response.sec2.sr0
+    resp0 = (await handshake.step(_sec2_cmd0(a_pub), run_inline)).response.sec2.sr0
     assert resp0.device_salt == SALT_WITH_LEADING_ZERO
     m = user.process_challenge(resp0.device_salt, resp0.device_pubkey)
-    step = handshake.step(_sec2_cmd1(m))
+    step = await handshake.step(_sec2_cmd1(m), run_inline)
     assert step.outcome is HandshakeOutcome.ESTABLISHED
     assert step.channel is not None
     user.verify_session(step.response.sec2.sr1.device_proof)
@@ -270,7 +271,7 @@ def test_ctr_channel_runs_one_keystream_across_both_directions() -> None:
         offset += len(message)
 
 
-def test_sec1_device_handshake_matches_hand_built_client() -> None:
+async def test_sec1_device_handshake_matches_hand_built_client() -> None:
     pop = b"abcd1234"
     handshake = Sec1DeviceHandshake(Sec1Config(pop=pop))
     client_private = X25519PrivateKey.from_private_bytes(ALICE_PRIVATE)
@@ -278,7 +279,7 @@ def test_sec1_device_handshake_matches_hand_built_client() -> None:
     cmd0 = session_pb2.SessionData(sec_ver=session_pb2.SecScheme1)
     cmd0.sec1.msg = sec1_pb2.Session_Command0
     cmd0.sec1.sc0.client_pubkey = client_public
-    resp0 = handshake.step(cmd0).response.sec1
+    resp0 = (await handshake.step(cmd0, run_inline)).response.sec1
     assert resp0.msg == sec1_pb2.Session_Response0
     assert resp0.sr0.status == constants_pb2.Success
     device_public = resp0.sr0.device_pubkey
@@ -292,7 +293,7 @@ def test_sec1_device_handshake_matches_hand_built_client() -> None:
     cmd1 = session_pb2.SessionData(sec_ver=session_pb2.SecScheme1)
     cmd1.sec1.msg = sec1_pb2.Session_Command1
     cmd1.sec1.sc1.client_verify_data = xor(device_public, 0)
-    step = handshake.step(cmd1)
+    step = await handshake.step(cmd1, run_inline)
     assert step.outcome is HandshakeOutcome.ESTABLISHED
     assert step.response.sec1.sr1.device_verify_data == xor(client_public, 32)
     assert step.channel is not None
@@ -300,19 +301,19 @@ def test_sec1_device_handshake_matches_hand_built_client() -> None:
     assert step.channel.encrypt(b"welcome") == xor(b"welcome", 69)
 
 
-def test_sec1_wrong_pop_is_answered_with_crypto_error() -> None:
+async def test_sec1_wrong_pop_is_answered_with_crypto_error() -> None:
     handshake = Sec1DeviceHandshake(Sec1Config(pop=b"right"))
     client_private = X25519PrivateKey.generate()
     client_public = client_private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     cmd0 = session_pb2.SessionData(sec_ver=session_pb2.SecScheme1)
     cmd0.sec1.msg = sec1_pb2.Session_Command0
     cmd0.sec1.sc0.client_pubkey = client_public
-    resp0 = handshake.step(cmd0).response.sec1.sr0
+    resp0 = (await handshake.step(cmd0, run_inline)).response.sec1.sr0
     shared = client_private.exchange(X25519PublicKey.from_public_bytes(resp0.device_pubkey))
     wrong = CtrChannel(sec1_session_key(shared, b"wrong"), resp0.device_random)
     cmd1 = session_pb2.SessionData(sec_ver=session_pb2.SecScheme1)
     cmd1.sec1.msg = sec1_pb2.Session_Command1
     cmd1.sec1.sc1.client_verify_data = wrong.encrypt(resp0.device_pubkey)
-    step = handshake.step(cmd1)
+    step = await handshake.step(cmd1, run_inline)
     assert step.outcome is HandshakeOutcome.FAILED
     assert step.response.sec1.sr1.status == constants_pb2.CryptoError
