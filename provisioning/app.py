@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager
 
 from aiohttp import web
 
-from provisioning.api import auth, devices, health, me
+from provisioning.api import auth, devices, health, me, registry
 from provisioning.api.keys import OPENAPI_KEY, SERVICES_KEY
 from provisioning.api.middleware import error_middleware
 from provisioning.api.openapi import build_openapi
@@ -21,7 +21,13 @@ from provisioning.services import Services, open_services
 API_TITLE = "Zanuo Cloud"
 API_VERSION = "1.0.0"
 
-ROUTE_GROUPS: tuple[Routes, ...] = (health.routes, auth.routes, me.routes, devices.routes)
+ROUTE_GROUPS: tuple[Routes, ...] = (
+    health.routes,
+    auth.routes,
+    me.routes,
+    devices.routes,
+    registry.routes,
+)
 
 
 def all_endpoints(extra: tuple[Routes, ...] = ()) -> list[Endpoint]:

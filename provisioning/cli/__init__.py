@@ -6,11 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from provisioning.cli import config_cmd, db_cmd, serve_cmd
+from provisioning.cli import ca_cmd, config_cmd, db_cmd, devices_cmd, serve_cmd
 from provisioning.cli.common import run_command
 from provisioning.errors import ZanuoError
 
-GROUPS = (serve_cmd, config_cmd, db_cmd)
+GROUPS = (serve_cmd, config_cmd, db_cmd, ca_cmd, devices_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -123,6 +123,7 @@ _MAC_PATTERN: Final = re.compile(r"[0-9A-F]{2}(?::[0-9A-F]{2}){5}")
 _FIRMWARE_PATTERN: Final = re.compile(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,31}")
 
 CA_DIR_NAME: Final = "ca"
+BROKER_DIR_NAME: Final = "broker"
 CRL_FILE_NAME: Final = "crl.pem"
 SERVER_CERT_FILE: Final = "server.crt.pem"
 SERVER_KEY_FILE: Final = "server.key.pem"
@@ -136,11 +137,13 @@ BROKER_PID_FILE: Final = Path("mosquitto") / "mosquitto.pid"
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CaPaths:
-    """Where the device CA, its CRL and the broker/bridge credentials live.
+    """Where the device CA, the CRL and the broker/bridge credentials live.
 
-    :meth:`in_data_dir` is the layout every command uses; it is also the layout
-    of the test PKI (``tests/fixtures/mosquitto.py``), so one broker rendering
-    serves both.
+    :meth:`in_data_dir` is the layout every command uses: the CA in ``ca/``
+    and the broker's files in ``broker/``, the directory
+    ``gateway.mqtt.broker.prepare_broker_credentials`` fills (``crl.pem``,
+    ``server.*.pem``, ``bridge.*.pem``), so the CRL the registry writes is the
+    one the managed broker loads.
     """
 
     ca_dir: Path
@@ -153,15 +156,16 @@ class CaPaths:
 
     @classmethod
     def in_data_dir(cls, data_dir: Path) -> CaPaths:
-        """Return the layout under a data dir: ``ca/`` (CA key + cert), CRL and TLS files."""
+        """Return the layout under a data dir: ``ca/`` and ``broker/``."""
         data_dir = Path(data_dir)
+        broker = data_dir / BROKER_DIR_NAME
         return cls(
             ca_dir=data_dir / CA_DIR_NAME,
-            crl_file=data_dir / CRL_FILE_NAME,
-            server_cert_file=data_dir / SERVER_CERT_FILE,
-            server_key_file=data_dir / SERVER_KEY_FILE,
-            bridge_cert_file=data_dir / BRIDGE_CERT_FILE,
-            bridge_key_file=data_dir / BRIDGE_KEY_FILE,
+            crl_file=broker / CRL_FILE_NAME,
+            server_cert_file=broker / SERVER_CERT_FILE,
+            server_key_file=broker / SERVER_KEY_FILE,
+            bridge_cert_file=broker / BRIDGE_CERT_FILE,
+            bridge_key_file=broker / BRIDGE_KEY_FILE,
             broker_pid_file=data_dir / BROKER_PID_FILE,
         )
 
@@ -669,7 +673,9 @@ def manufacture_devices(
         }
         # The device's own flash: the one place the plaintext code may live.
         device_ca.write_file_atomically(
-            folder / DEVICE_INFO_FILE, (json.dumps(info, indent=2) + "\n").encode()
+            folder / DEVICE_INFO_FILE,
+            (json.dumps(info, indent=2) + "\n").encode(),
+            durable=False,  # like the key and certificate: simulated flash, not disk-bound
         )
         issued.append(_issued(certificate, code))
     return issued
