@@ -52,7 +52,8 @@ class Result:
         """Format as one report line."""
         return (
             f"{self.name}: {self.sessions / self.seconds:8.1f} sessions/s "
-            f"({self.sessions} in {self.seconds:.1f} s); loop stall {self.stall_per_session_ms:.2f} ms "
+            f"({self.sessions} in {self.seconds:.1f} s); "
+            f"loop stall {self.stall_per_session_ms:.2f} ms "
             f"per handshake; tick lag p50 {self.lag_p50_ms:.2f} / p99 {self.lag_p99_ms:.2f} / "
             f"max {self.lag_max_ms:.2f} ms"
         )

@@ -23,7 +23,7 @@ def proto_sources(root: Path = REPO_ROOT) -> list[Path]:
 
 
 def generate(out_dir: Path, root: Path = REPO_ROOT) -> list[Path]:
-    """Compile every ``.proto`` into ``out_dir`` (mirroring the repo layout) and list the outputs."""
+    """Compile every ``.proto`` into ``out_dir`` (mirroring the repo) and list the outputs."""
     sources = proto_sources(root)
     # The include path is the repo root so that generated modules import each
     # other as ``provisioning.protocomm.proto.x_pb2`` (a package-relative import).

@@ -92,11 +92,13 @@ class WifiWorld:
         return self._leases[name]
 
     def find(self, ssid: bytes, bssid: bytes = b"", channel: int = 0) -> AccessPoint | None:
-        """Return the strongest access point matching ``ssid`` (and ``bssid``/``channel`` if set)."""
+        """Return the strongest access point with ``ssid`` (and ``bssid``, ``channel`` if set)."""
         candidates = [
             ap
             for ap in self._aps.values()
-            if ap.ssid == ssid and (not bssid or ap.bssid == bssid) and (not channel or ap.channel == channel)
+            if ap.ssid == ssid
+            and (not bssid or ap.bssid == bssid)
+            and (not channel or ap.channel == channel)
         ]
         return max(candidates, key=lambda ap: ap.rssi, default=None)
 

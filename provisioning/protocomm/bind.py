@@ -42,7 +42,8 @@ class BindRequest:
     broker_port: int
 
     def __repr__(self) -> str:
-        return f"BindRequest(token=<{len(self.token)} bytes>, broker={self.broker_host}:{self.broker_port})"
+        broker = f"{self.broker_host}:{self.broker_port}"
+        return f"BindRequest(token=<{len(self.token)} bytes>, broker={broker})"
 
     def to_pb(self) -> zn_bind_pb2.ZnBindRequest:
         """Return the wire message."""
@@ -148,7 +149,9 @@ class BindEndpoint:
         try:
             message.ParseFromString(data)
         except DecodeError as err:
-            raise RequestRejected("undecodable zn-bind request", constants_pb2.InvalidProto) from err
+            raise RequestRejected(
+                "undecodable zn-bind request", constants_pb2.InvalidProto
+            ) from err
         response = zn_bind_pb2.ZnBindResponse(serial=self._handler.serial)
         try:
             request = BindRequest.from_pb(message)

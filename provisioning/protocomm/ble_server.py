@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from bumble import att, gatt
+from bumble.att import Attribute
 from bumble.device import Connection, Device
 
 from provisioning.protocomm.ble import ESPRESSIF_SERVICE_UUID, MAX_RESPONSE_LEN, endpoint_uuid
@@ -27,7 +28,9 @@ _ATT_REQUEST_REFUSED = 0x0E
 class ProtocommGattServer:
     """Expose a :class:`ProtocommDevice` as a GATT service on a bumble device."""
 
-    def __init__(self, device: ProtocommDevice, *, service_uuid: str = ESPRESSIF_SERVICE_UUID) -> None:
+    def __init__(
+        self, device: ProtocommDevice, *, service_uuid: str = ESPRESSIF_SERVICE_UUID
+    ) -> None:
         self._device = device
         self.service_uuid = service_uuid
         self._sessions: dict[int, int] = {}  # connection handle -> session id
@@ -45,13 +48,13 @@ class ProtocommGattServer:
 
         description = gatt.Descriptor(
             gatt.GATT_CHARACTERISTIC_USER_DESCRIPTION_DESCRIPTOR,
-            gatt.Attribute.READABLE,
+            Attribute.READABLE,
             endpoint.name.encode(),
         )
         return gatt.Characteristic(
             endpoint_uuid(self.service_uuid, endpoint.uuid16),
             gatt.Characteristic.Properties.READ | gatt.Characteristic.Properties.WRITE,
-            gatt.Attribute.READABLE | gatt.Attribute.WRITEABLE,
+            Attribute.READABLE | Attribute.WRITEABLE,
             gatt.CharacteristicValue(read=read, write=write),
             descriptors=[description],
         )
@@ -86,5 +89,10 @@ class ProtocommGattServer:
             raise att.ATT_Error(error_code=_ATT_REQUEST_REFUSED) from err
         # SRP's B alone is 384 bytes, so only non-handshake answers must fit the budget.
         if len(answer) > MAX_RESPONSE_LEN and endpoint != PROV_SESSION:
-            _LOGGER.warning("BLE %s answer is %d bytes, over the %d-byte budget", endpoint, len(answer), MAX_RESPONSE_LEN)
+            _LOGGER.warning(
+                "BLE %s answer is %d bytes, over the %d-byte budget",
+                endpoint,
+                len(answer),
+                MAX_RESPONSE_LEN,
+            )
         self._answers[(connection.handle, endpoint)] = answer

@@ -182,10 +182,14 @@ class BumbleBleakClient(BaseBleakClient):
         except att.ATT_Error as err:
             raise BleakError(f"write failed: ATT error {err.error_code}") from err
 
-    async def write_gatt_descriptor(self, descriptor: BleakGATTDescriptor, data: SizedBuffer) -> None:
+    async def write_gatt_descriptor(
+        self, descriptor: BleakGATTDescriptor, data: SizedBuffer
+    ) -> None:
         """Write a descriptor value."""
         try:
-            await self._require_peer().write_value(descriptor.handle, bytes(data), with_response=True)
+            await self._require_peer().write_value(
+                descriptor.handle, bytes(data), with_response=True
+            )
         except att.ATT_Error as err:
             raise BleakError(f"write failed: ATT error {err.error_code}") from err
 
@@ -213,7 +217,7 @@ class VirtualBleLink:
     """An in-process BLE link: add bumble devices, connect to them with bleak."""
 
     def __init__(self) -> None:
-        self.link = LocalLink()
+        self.link = LocalLink()  # type: ignore[no-untyped-call]  # bumble leaves it unannotated
         self._devices: list[Device] = []
         self._count = 0
 

@@ -29,7 +29,6 @@ from provisioning.protocomm.endpoints import (
 from provisioning.protocomm.errors import (
     BindFailed,
     ProtocolError,
-    ProvisioningTimeout,
     RequestRejected,
     WifiConnectFailed,
 )
@@ -153,30 +152,34 @@ class ProvisioningClient:
 
     # ------------------------------------------------------------------ scan
 
-    async def scan(self, *, blocking: bool = True, timeout: float = 10.0) -> list[AccessPointInfo]:
-        """Scan for networks and read all results, four at a time."""
+    async def scan(self, *, blocking: bool = True) -> list[AccessPointInfo]:
+        """Scan and read all results, four at a time (bound the call with ``asyncio.timeout``)."""
         start = wifi_scan_pb2.WiFiScanPayload(msg=wifi_scan_pb2.TypeCmdScanStart)
         start.cmd_scan_start.blocking = blocking
-        answer = _parse(wifi_scan_pb2.WiFiScanPayload, await self.call(PROV_SCAN, start.SerializeToString()))
+        answer = _parse(
+            wifi_scan_pb2.WiFiScanPayload, await self.call(PROV_SCAN, start.SerializeToString())
+        )
         _check(answer.status, "scan start")
-        async with asyncio.timeout(timeout):
-            while True:
-                query = wifi_scan_pb2.WiFiScanPayload(msg=wifi_scan_pb2.TypeCmdScanStatus)
-                query.cmd_scan_status.SetInParent()
-                answer = _parse(
-                    wifi_scan_pb2.WiFiScanPayload, await self.call(PROV_SCAN, query.SerializeToString())
-                )
-                _check(answer.status, "scan status")
-                if answer.resp_scan_status.scan_finished:
-                    break
-                await asyncio.sleep(0.05)
+        while True:
+            query = wifi_scan_pb2.WiFiScanPayload(msg=wifi_scan_pb2.TypeCmdScanStatus)
+            query.cmd_scan_status.SetInParent()
+            answer = _parse(
+                wifi_scan_pb2.WiFiScanPayload,
+                await self.call(PROV_SCAN, query.SerializeToString()),
+            )
+            _check(answer.status, "scan status")
+            if answer.resp_scan_status.scan_finished:
+                break
+            await asyncio.sleep(0.05)
         total = answer.resp_scan_status.result_count
         results: list[AccessPointInfo] = []
         while len(results) < total:
             page = wifi_scan_pb2.WiFiScanPayload(msg=wifi_scan_pb2.TypeCmdScanResult)
             page.cmd_scan_result.start_index = len(results)
             page.cmd_scan_result.count = min(SCAN_PAGE, total - len(results))
-            answer = _parse(wifi_scan_pb2.WiFiScanPayload, await self.call(PROV_SCAN, page.SerializeToString()))
+            answer = _parse(
+                wifi_scan_pb2.WiFiScanPayload, await self.call(PROV_SCAN, page.SerializeToString())
+            )
             _check(answer.status, "scan result")
             if not answer.resp_scan_result.entries:
                 raise ProtocolError("device returned an empty scan page")
@@ -199,21 +202,30 @@ class ProvisioningClient:
         )
         request.cmd_set_config.bssid = bssid
         request.cmd_set_config.channel = channel
-        answer = _parse(wifi_config_pb2.WiFiConfigPayload, await self.call(PROV_CONFIG, request.SerializeToString()))
+        answer = _parse(
+            wifi_config_pb2.WiFiConfigPayload,
+            await self.call(PROV_CONFIG, request.SerializeToString()),
+        )
         _check(answer.resp_set_config.status, "set config")
 
     async def apply_wifi_config(self) -> None:
         """Ask the device to join the configured network."""
         request = wifi_config_pb2.WiFiConfigPayload(msg=wifi_config_pb2.TypeCmdApplyConfig)
         request.cmd_apply_config.SetInParent()
-        answer = _parse(wifi_config_pb2.WiFiConfigPayload, await self.call(PROV_CONFIG, request.SerializeToString()))
+        answer = _parse(
+            wifi_config_pb2.WiFiConfigPayload,
+            await self.call(PROV_CONFIG, request.SerializeToString()),
+        )
         _check(answer.resp_apply_config.status, "apply config")
 
     async def get_wifi_status(self) -> WifiStatus:
         """Read the station state once."""
         request = wifi_config_pb2.WiFiConfigPayload(msg=wifi_config_pb2.TypeCmdGetStatus)
         request.cmd_get_status.SetInParent()
-        answer = _parse(wifi_config_pb2.WiFiConfigPayload, await self.call(PROV_CONFIG, request.SerializeToString()))
+        answer = _parse(
+            wifi_config_pb2.WiFiConfigPayload,
+            await self.call(PROV_CONFIG, request.SerializeToString()),
+        )
         resp = answer.resp_get_status
         _check(resp.status, "get status")
         state = STATE_FROM_WIRE.get(resp.sta_state)
@@ -230,35 +242,33 @@ class ProvisioningClient:
                 return WifiStatus(state, attempts_remaining=resp.attempt_failed.attempts_remaining)
         return WifiStatus(state)
 
-    async def wait_for_wifi(self, *, timeout: float = 15.0, interval: float = 0.05) -> Connection:
-        """Poll until the device is Connected; raise ``WifiConnectFailed`` or ``ProvisioningTimeout``."""
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    status = await self.get_wifi_status()
-                    if status.state is StationState.CONNECTED and status.connection is not None:
-                        return status.connection
-                    if status.state is StationState.CONNECTION_FAILED:
-                        reason = status.fail_reason.value if status.fail_reason else "unknown"
-                        raise WifiConnectFailed(reason)
-                    await asyncio.sleep(interval)
-        except TimeoutError as err:
-            raise ProvisioningTimeout("the device did not report a final Wi-Fi state") from err
+    async def wait_for_wifi(self, *, interval: float = 0.05) -> Connection:
+        """Poll until Connected or raise ``WifiConnectFailed``; bound with ``asyncio.timeout``."""
+        while True:
+            status = await self.get_wifi_status()
+            if status.state is StationState.CONNECTED and status.connection is not None:
+                return status.connection
+            if status.state is StationState.CONNECTION_FAILED:
+                reason = status.fail_reason.value if status.fail_reason else "unknown"
+                raise WifiConnectFailed(reason)
+            await asyncio.sleep(interval)
 
     async def provision_wifi(
-        self, ssid: str | bytes, passphrase: str | bytes, *, bssid: bytes = b"", timeout: float = 15.0
+        self, ssid: str | bytes, passphrase: str | bytes, *, bssid: bytes = b""
     ) -> Connection:
         """Send config, apply, and wait for ``Connected`` (esp_prov's main flow)."""
         await self.set_wifi_config(ssid, passphrase, bssid=bssid)
         await self.apply_wifi_config()
-        return await self.wait_for_wifi(timeout=timeout)
+        return await self.wait_for_wifi()
 
     # ------------------------------------------------------------------ ctrl
 
     async def _ctrl(self, msg: int, field: str) -> None:
         request = wifi_ctrl_pb2.WiFiCtrlPayload(msg=msg)  # type: ignore[arg-type]  # int is the wire enum
         getattr(request, field).SetInParent()
-        answer = _parse(wifi_ctrl_pb2.WiFiCtrlPayload, await self.call(PROV_CTRL, request.SerializeToString()))
+        answer = _parse(
+            wifi_ctrl_pb2.WiFiCtrlPayload, await self.call(PROV_CTRL, request.SerializeToString())
+        )
         _check(answer.status, "ctrl")
 
     async def reset_wifi(self) -> None:
@@ -274,7 +284,9 @@ class ProvisioningClient:
     async def bind(self, token: bytes, broker_host: str, broker_port: int) -> BindResult:
         """Send the bind/pairing token and broker address; return serial, nonce and proof."""
         request = BindRequest(token, broker_host, broker_port).to_pb()
-        answer = _parse(zn_bind_pb2.ZnBindResponse, await self.call(ZN_BIND, request.SerializeToString()))
+        answer = _parse(
+            zn_bind_pb2.ZnBindResponse, await self.call(ZN_BIND, request.SerializeToString())
+        )
         if answer.status != zn_bind_pb2.BindOk:
             name = (
                 zn_bind_pb2.ZnBindStatus.Name(answer.status)

@@ -71,12 +71,6 @@ class WifiConnectFailed(ProtocommError):
         self.reason = reason
 
 
-class ProvisioningTimeout(ProtocommError, TimeoutError):
-    """The device did not reach a final Wi-Fi state in time."""
-
-    code = "provisioning_timeout"
-
-
 class BindFailed(ProtocommError):
     """The device refused the ``zn-bind`` request; ``status`` is the ``ZnBindStatus`` name."""
 

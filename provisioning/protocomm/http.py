@@ -58,9 +58,11 @@ class _ConnectionSessions:
         live = set(self._by_transport.values())
         cookie = request.cookies.get(SESSION_COOKIE, "")
         # Resume a cookie's session only if no live connection holds it.
-        if cookie.isdigit() and int(cookie) not in live and self._device.session_state(
-            int(cookie)
-        ).value != "none":
+        if (
+            cookie.isdigit()
+            and int(cookie) not in live
+            and self._device.session_state(int(cookie)).value != "none"
+        ):
             self._by_transport[transport] = int(cookie)
             return int(cookie), False
         session_id = self._device.new_session_id()
@@ -77,7 +79,9 @@ async def _handle(request: web.Request) -> web.Response:
     sessions = request.app[_SESSIONS]
     endpoint = request.match_info["endpoint"]
     if request.content_length is not None and request.content_length > MAX_REQUEST_LEN:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_REQUEST_LEN, actual_size=request.content_length)
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=MAX_REQUEST_LEN, actual_size=request.content_length
+        )
     body = await request.read()
     session_id, new = sessions.session_for(request)
     try:
@@ -119,7 +123,7 @@ class ProtocommHttpServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
-        server = site._server  # noqa: SLF001  # aiohttp exposes the bound port only here
+        server = site._server  # aiohttp exposes the bound port only here
         assert isinstance(server, asyncio.Server)
         port = server.sockets[0].getsockname()[1]
         self.url = f"http://{self._host}:{port}"
@@ -172,7 +176,9 @@ class HttpTransport:
             async with self._session.post(url, data=data, headers=_CLIENT_HEADERS) as response:
                 body = await response.read()
                 if response.status != 200:
-                    raise TransportError(f"{endpoint}: HTTP {response.status} {body.decode(errors='replace')}")
+                    raise TransportError(
+                        f"{endpoint}: HTTP {response.status} {body.decode(errors='replace')}"
+                    )
                 return body
         except (ClientError, TimeoutError) as err:
             raise TransportError(f"{endpoint}: {err}") from err

@@ -280,11 +280,11 @@ def command_phase(config: SecurityConfig, request: session_pb2.SessionData) -> i
                 return 0
             return 1 if kind == "sc1" and msg == sec1_pb2.Session_Command1 else None
         case Sec2Config() if request.WhichOneof("proto") == "sec2":
-            kind = request.sec2.WhichOneof("payload")
-            msg = request.sec2.msg
-            if kind == "sc0" and msg == sec2_pb2.S2Session_Command0:
+            kind2 = request.sec2.WhichOneof("payload")
+            msg2 = request.sec2.msg
+            if kind2 == "sc0" and msg2 == sec2_pb2.S2Session_Command0:
                 return 0
-            return 1 if kind == "sc1" and msg == sec2_pb2.S2Session_Command1 else None
+            return 1 if kind2 == "sc1" and msg2 == sec2_pb2.S2Session_Command1 else None
     return None
 
 
@@ -340,7 +340,8 @@ class Sec1DeviceHandshake:
         return HandshakeStep(response, HandshakeOutcome.CONTINUE)
 
     def _command1(self, client_verify: bytes) -> HandshakeStep:
-        assert self._channel is not None and self._client_public is not None
+        assert self._channel is not None
+        assert self._client_public is not None
         if len(client_verify) != X25519_KEY_LEN:
             return self._fail(1, constants_pb2.InvalidArgument)
         if not hmac.compare_digest(self._channel.decrypt(client_verify), self._device_public):

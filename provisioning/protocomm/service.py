@@ -67,7 +67,9 @@ class ProvisioningDevice:
         if bind_handler is not None:
             self.protocomm.add_endpoint(ZN_BIND, BindEndpoint(bind_handler))
 
-    def add_endpoint(self, name: str, handler: EndpointHandler, *, uuid16: int | None = None) -> None:
+    def add_endpoint(
+        self, name: str, handler: EndpointHandler, *, uuid16: int | None = None
+    ) -> None:
         """Register a custom encrypted endpoint."""
         self.protocomm.add_endpoint(name, handler, uuid16=uuid16)
 

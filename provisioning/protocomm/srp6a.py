@@ -62,7 +62,7 @@ _HN_XOR_HG = bytes(a ^ b for a, b in zip(sha512(int_to_bytes(N)), sha512(pad(G))
 
 
 def compute_x(salt: bytes, username: bytes, password: bytes) -> int:
-    """Return the private key x = H(s ‖ H(I ‖ ":" ‖ p)), leading zeros dropped as the client does."""
+    """Return x = H(s ‖ H(I ‖ ":" ‖ p)), leading zeros dropped as Espressif's client does."""
     inner = sha512(username, b":", password)
     return _digest_int(salt.lstrip(b"\x00"), inner.lstrip(b"\x00"))
 

@@ -151,9 +151,10 @@ STATE_FROM_WIRE = {v: k for k, v in _STATE_TO_WIRE.items()}
 REASON_FROM_WIRE = {v: k for k, v in _REASON_TO_WIRE.items()}
 
 
-def _parse(
-    message_type: type[wifi_config_pb2.WiFiConfigPayload], data: bytes
-) -> wifi_config_pb2.WiFiConfigPayload:
+_M = TypeVar("_M", bound=Message)
+
+
+def _parse(message_type: type[_M], data: bytes) -> _M:
     message = message_type()
     try:
         message.ParseFromString(data)

@@ -43,7 +43,9 @@ def wifi_world() -> WifiWorld:
     return WifiWorld(
         [
             AccessPoint(HOME_SSID, HOME_BSSID, channel=6, rssi=-40, password=HOME_PASSWORD),
-            AccessPoint(b"neighbour", bytes.fromhex("001122334455"), channel=11, rssi=-80, password=b"x" * 8),
+            AccessPoint(
+                b"neighbour", bytes.fromhex("001122334455"), channel=11, rssi=-80, password=b"x" * 8
+            ),
         ],
         join_delay=0.01,
         scan_delay=0.005,

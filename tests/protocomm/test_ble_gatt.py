@@ -32,7 +32,9 @@ async def test_bleak_sees_one_named_characteristic_per_endpoint(wifi_world: Wifi
         peripheral = await link.add_peripheral("cam")
         ProtocommGattServer(device.protocomm).attach(peripheral)
         central = await link.add_central()
-        async with BleakClient(str(peripheral.random_address), backend=bleak_backend(central)) as client:
+        async with BleakClient(
+            str(peripheral.random_address), backend=bleak_backend(central)
+        ) as client:
             service = client.services.get_service(ESPRESSIF_SERVICE_UUID)
             assert service is not None
             names = {}

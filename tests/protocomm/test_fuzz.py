@@ -1,4 +1,4 @@
-"""Random and truncated bytes on every endpoint never crash the device nor leave a half-open session.
+"""Random and truncated bytes on every endpoint: no crash on the device, no half-open session.
 
 The device runs in-process (no sockets) on a private event loop so hypothesis
 can drive thousands of requests quickly; each property holds one device and
@@ -149,7 +149,9 @@ def hostile(valid: list[bytes]) -> st.SearchStrategy[bytes]:
     return st.one_of(
         st.binary(max_size=600),
         truncations(valid),
-        st.tuples(st.sampled_from(valid), st.binary(min_size=1, max_size=40)).map(lambda t: t[0] + t[1]),
+        st.tuples(st.sampled_from(valid), st.binary(min_size=1, max_size=40)).map(
+            lambda t: t[0] + t[1]
+        ),
     )
 
 
@@ -160,7 +162,8 @@ VALID_REQUESTS: dict[str, list[bytes]] = {
             cmd_set_config=wifi_config_pb2.CmdSetConfig(ssid=HOME_SSID, passphrase=HOME_PASSWORD),
         ).SerializeToString(),
         wifi_config_pb2.WiFiConfigPayload(
-            msg=wifi_config_pb2.TypeCmdApplyConfig, cmd_apply_config=wifi_config_pb2.CmdApplyConfig()
+            msg=wifi_config_pb2.TypeCmdApplyConfig,
+            cmd_apply_config=wifi_config_pb2.CmdApplyConfig(),
         ).SerializeToString(),
         wifi_config_pb2.WiFiConfigPayload(
             msg=wifi_config_pb2.TypeCmdGetStatus, cmd_get_status=wifi_config_pb2.CmdGetStatus()
@@ -277,7 +280,9 @@ def _assert_not_half_open(rig: Rig, answer: bytes | None) -> None:
 
 
 @pytest.mark.parametrize("scheme", ["sec1", "sec2"])
-def test_random_and_truncated_handshake_messages_never_leave_a_session_half_open(scheme: str) -> None:
+def test_random_and_truncated_handshake_messages_never_leave_a_session_half_open(
+    scheme: str,
+) -> None:
     config: SecurityConfig = Sec1Config(pop=POP) if scheme == "sec1" else SEC2
     client: ClientSecurity = Sec1Client(POP) if scheme == "sec1" else Sec2Client(SRP_PASSWORD)
     valid = _handshake_messages(client, config)

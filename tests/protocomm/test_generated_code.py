@@ -11,8 +11,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def load_generator() -> ModuleType:
     """Import ``scripts/gen_protos.py`` by path (scripts/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("gen_protos", REPO_ROOT / "scripts" / "gen_protos.py")
-    assert spec is not None and spec.loader is not None
+    spec = importlib.util.spec_from_file_location(
+        "gen_protos", REPO_ROOT / "scripts" / "gen_protos.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from provisioning.protocomm.client import Credentials
@@ -23,7 +25,8 @@ async def test_client_provisions_device_and_reads_back_connected(device_link: De
         assert [n.ssid for n in networks] == [HOME_SSID, b"neighbour"]  # strongest first
         await client.set_wifi_config(HOME_SSID, HOME_PASSWORD)
         await client.apply_wifi_config()
-        connection = await client.wait_for_wifi(timeout=5)
+        async with asyncio.timeout(5):
+            connection = await client.wait_for_wifi()
         status = await client.get_wifi_status()
     assert version.sec_ver in (1, 2)
     assert status.state is StationState.CONNECTED
@@ -40,9 +43,11 @@ async def test_wrong_wifi_password_reports_auth_error_then_retry_in_same_session
     async with device_link.connect() as client:
         await client.establish_session(RIGHT)
         with pytest.raises(WifiConnectFailed) as failure:
-            await client.provision_wifi(HOME_SSID, b"not the password", timeout=5)
+            async with asyncio.timeout(5):
+                await client.provision_wifi(HOME_SSID, b"not the password")
         failed_status = await client.get_wifi_status()
-        connection = await client.provision_wifi(HOME_SSID, HOME_PASSWORD, timeout=5)
+        async with asyncio.timeout(5):
+            connection = await client.provision_wifi(HOME_SSID, HOME_PASSWORD)
     assert failure.value.reason == "AuthError"
     assert failed_status.state is StationState.CONNECTION_FAILED
     assert connection.ssid == HOME_SSID
@@ -52,7 +57,8 @@ async def test_unknown_network_reports_network_not_found(device_link: DeviceLink
     async with device_link.connect() as client:
         await client.establish_session(RIGHT)
         with pytest.raises(WifiConnectFailed) as failure:
-            await client.provision_wifi(b"nobody-home", HOME_PASSWORD, timeout=5)
+            async with asyncio.timeout(5):
+                await client.provision_wifi(b"nobody-home", HOME_PASSWORD)
     assert failure.value.reason == "NetworkNotFound"
 
 
@@ -66,7 +72,8 @@ async def test_wrong_pop_or_srp_password_fails_with_crypto_error_and_device_serv
     assert device_link.device.protocomm.session_count == 0
     async with device_link.connect() as owner:
         await owner.establish_session(RIGHT)
-        connection = await owner.provision_wifi(HOME_SSID, HOME_PASSWORD, timeout=5)
+        async with asyncio.timeout(5):
+            connection = await owner.provision_wifi(HOME_SSID, HOME_PASSWORD)
     assert connection.ssid == HOME_SSID
 
 

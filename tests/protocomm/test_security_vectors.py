@@ -162,7 +162,9 @@ def test_client_proof_matches_srp_package_client() -> None:
 
 def test_device_refuses_zero_a() -> None:
     with pytest.raises(CryptoFailure):
-        srp6a.server_challenge(SALT_WITH_LEADING_ZERO, b"\x01", USERNAME, srp6a.N.to_bytes(384, "big"))
+        srp6a.server_challenge(
+            SALT_WITH_LEADING_ZERO, b"\x01", USERNAME, srp6a.N.to_bytes(384, "big")
+        )
 
 
 def _sec2_cmd0(a_pub: bytes) -> session_pb2.SessionData:
@@ -185,7 +187,9 @@ def _nonce_plus(nonce: bytes, n: int) -> bytes:
 
 
 @pytest.mark.parametrize("patch", [1, 0])
-async def test_sec2_session_gcm_nonces_follow_patch_rules_against_hand_built_aead(patch: int) -> None:
+async def test_sec2_session_gcm_nonces_follow_patch_rules_against_hand_built_aead(
+    patch: int,
+) -> None:
     config = Sec2Config.from_password(
         PASSWORD, username=USERNAME, salt=SALT_WITH_LEADING_ZERO, patch=patch
     )
@@ -203,7 +207,8 @@ async def test_sec2_session_gcm_nonces_follow_patch_rules_against_hand_built_aea
     nonce = step.response.sec2.sr1.device_nonce
     aead = AESGCM(user.get_session_key()[:32])
     step_by = 1 if patch == 1 else 0
-    # request, response, request, response: each takes the next nonce (patch 1) or the same (patch 0)
+    # request, response, request, response: each takes the next nonce (patch 1)
+    # or the same one (patch 0)
     for i, (request, response) in enumerate([(b"get status", b"connected"), (b"scan", b"4 aps")]):
         sealed = aead.encrypt(_nonce_plus(nonce, step_by * 2 * i), request, None)
         assert step.channel.decrypt(sealed) == request
@@ -213,7 +218,7 @@ async def test_sec2_session_gcm_nonces_follow_patch_rules_against_hand_built_aea
 
 def test_sec2_default_is_patch_1_and_patch_0_only_on_request() -> None:
     assert Sec2Config.from_password("x", salt=bytes(16)).patch == 1
-    assert Sec2Client("x")._patch == 1  # noqa: SLF001  # the default is the behaviour under test
+    assert Sec2Client("x")._patch == 1  # the default is the behaviour under test
     assert Sec2Config.from_password("x", salt=bytes(16), patch=0).patch == 0
 
 
@@ -252,9 +257,9 @@ def _keystream(key: bytes, counter_block: bytes, length: int) -> bytes:
     ecb = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305  # building CTR by hand on purpose
     start = int.from_bytes(counter_block, "big")
     blocks = (length + 15) // 16
-    return b"".join(
-        ecb.update(((start + i) % 2**128).to_bytes(16, "big")) for i in range(blocks)
-    )[:length]
+    return b"".join(ecb.update(((start + i) % 2**128).to_bytes(16, "big")) for i in range(blocks))[
+        :length
+    ]
 
 
 def test_ctr_channel_runs_one_keystream_across_both_directions() -> None:

@@ -14,7 +14,13 @@ from provisioning.protocomm.errors import SessionError, TransportError
 from provisioning.protocomm.http import SESSION_COOKIE, ProtocommHttpServer
 from provisioning.protocomm.local import LocalTransport
 from provisioning.protocomm.proto import constants_pb2, sec1_pb2, sec2_pb2, session_pb2
-from provisioning.protocomm.security import Sec0Config, Sec1Client, Sec1Config, Sec2Client, Sec2Config
+from provisioning.protocomm.security import (
+    Sec0Config,
+    Sec1Client,
+    Sec1Config,
+    Sec2Client,
+    Sec2Config,
+)
 
 from .conftest import POP, SRP_PASSWORD, SRP_SALT
 
@@ -48,7 +54,9 @@ def answer(data: bytes) -> session_pb2.SessionData:
     return message
 
 
-async def test_command1_before_command0_is_answered_invalid_session(sec1_device: ProtocommDevice) -> None:
+async def test_command1_before_command0_is_answered_invalid_session(
+    sec1_device: ProtocommDevice,
+) -> None:
     reply = answer(await sec1_device.handle(1, PROV_SESSION, sec1_cmd1()))
     assert reply.sec1.msg == sec1_pb2.Session_Response1
     assert reply.sec1.sr1.status == constants_pb2.InvalidSession
@@ -74,7 +82,9 @@ async def test_replayed_command1_after_establishment_is_refused_and_drops_the_se
         await transport.request(PROV_CONFIG, b"\x08\x00")
 
 
-async def test_wrong_security_scheme_is_answered_invalid_sec_scheme(sec1_device: ProtocommDevice) -> None:
+async def test_wrong_security_scheme_is_answered_invalid_sec_scheme(
+    sec1_device: ProtocommDevice,
+) -> None:
     message = session_pb2.SessionData(sec_ver=session_pb2.SecScheme2)
     message.sec2.msg = sec2_pb2.S2Session_Command0
     message.sec2.sc0.client_pubkey = b"\x05"

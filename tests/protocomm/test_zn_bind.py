@@ -69,10 +69,14 @@ def certificate_for(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
 
 
 @pytest.fixture
-async def lock(transport_name: str, wifi_world: WifiWorld) -> AsyncIterator[tuple[DeviceLink, LockBindHandler]]:
+async def lock(
+    transport_name: str, wifi_world: WifiWorld
+) -> AsyncIterator[tuple[DeviceLink, LockBindHandler]]:
     """Return a running sec2 lock with a bind handler over the parametrized transport."""
     handler = LockBindHandler()
-    device = ProvisioningDevice(security_config("sec2"), wifi_world.station("lock"), bind_handler=handler)
+    device = ProvisioningDevice(
+        security_config("sec2"), wifi_world.station("lock"), bind_handler=handler
+    )
     opener = http_link if transport_name == "http" else ble_link
     async with device, opener(device) as link:
         yield link, handler
@@ -137,7 +141,9 @@ def test_proof_from_another_device_key_is_refused() -> None:
 
 
 async def _bind_with(handler: LockBindHandler, wifi_world: WifiWorld, token: bytes) -> object:
-    device = ProvisioningDevice(security_config("sec1"), wifi_world.station("x"), bind_handler=handler)
+    device = ProvisioningDevice(
+        security_config("sec1"), wifi_world.station("x"), bind_handler=handler
+    )
     async with device, http_link(device) as link, link.connect() as client:
         await client.establish_session(Credentials(pop=POP))
         return await client.bind(token, "mqtt.zanuo.example", 8883)
