@@ -227,6 +227,20 @@ def _new_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
+def _key_usage(*, signs_certificates: bool, key_agreement: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=key_agreement,
+        key_cert_sign=signs_certificates,
+        crl_sign=signs_certificates,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def _is_p256(key: object) -> bool:
     return isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) and isinstance(
         key.curve, ec.SECP256R1
@@ -271,20 +285,7 @@ def init_ca(
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + CA_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(signs_certificates=True, key_agreement=False), critical=True)
         .add_extension(ski, critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
@@ -375,18 +376,8 @@ def _leaf_builder(
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                # Device keys also receive sealed secrets (ECDH), see sealing.py.
-                key_agreement=key_agreement,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            # Device keys also receive sealed secrets (ECDH), see sealing.py.
+            _key_usage(signs_certificates=False, key_agreement=key_agreement),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
@@ -512,6 +503,29 @@ def manufacture_device(
     return certificate
 
 
+def _issue_service_key_pair(
+    ca: CertificateAuthority,
+    subject: x509.Name,
+    alt_names: Sequence[x509.GeneralName],
+    eku: x509.ObjectIdentifier,
+    validity: dt.timedelta,
+    cert_path: Path,
+    key_path: Path,
+    clock: Clock,
+) -> x509.Certificate:
+    key = _new_key()
+    certificate = (
+        _leaf_builder(
+            ca, subject, key.public_key(), clock.now(), validity, eku, key_agreement=False
+        )
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .sign(ca.private_key, hashes.SHA256())
+    )
+    _write_key(Path(key_path), key)
+    _write_public_file(Path(cert_path), certificate_pem(certificate))
+    return certificate
+
+
 def issue_server_certificate(
     ca: CertificateAuthority,
     hosts: Sequence[str],
@@ -532,28 +546,15 @@ def issue_server_certificate(
             if not host or any(ch.isspace() for ch in host) or "/" in host:
                 raise CertificateInvalid("not a host name or IP address", host=host) from None
             names.append(x509.DNSName(host))
-    key = _new_key()
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Zanuo"),
             x509.NameAttribute(NameOID.COMMON_NAME, hosts[0]),
         ]
     )
-    certificate = (
-        _leaf_builder(
-            ca,
-            subject,
-            key.public_key(),
-            clock.now(),
-            validity,
-            ExtendedKeyUsageOID.SERVER_AUTH,
-            key_agreement=False,
-        )
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .sign(ca.private_key, hashes.SHA256())
+    certificate = _issue_service_key_pair(
+        ca, subject, names, ExtendedKeyUsageOID.SERVER_AUTH, validity, cert_path, key_path, clock
     )
-    _write_key(Path(key_path), key)
-    _write_public_file(Path(cert_path), certificate_pem(certificate))
     _LOGGER.info("Issued broker server certificate for %s", ", ".join(hosts))
     return certificate
 
@@ -567,26 +568,17 @@ def issue_bridge_certificate(
     validity: dt.timedelta = BRIDGE_VALIDITY,
 ) -> x509.Certificate:
     """Make the bridge's client key + certificate (CN = ``bridge``, the ACL's full-access user)."""
-    key = _new_key()
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, BRIDGE_COMMON_NAME)])
-    certificate = (
-        _leaf_builder(
-            ca,
-            subject,
-            key.public_key(),
-            clock.now(),
-            validity,
-            ExtendedKeyUsageOID.CLIENT_AUTH,
-            key_agreement=False,
-        )
-        .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier("urn:zanuo:bridge")]),
-            critical=False,
-        )
-        .sign(ca.private_key, hashes.SHA256())
+    certificate = _issue_service_key_pair(
+        ca,
+        subject,
+        [x509.UniformResourceIdentifier("urn:zanuo:bridge")],
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+        validity,
+        cert_path,
+        key_path,
+        clock,
     )
-    _write_key(Path(key_path), key)
-    _write_public_file(Path(cert_path), certificate_pem(certificate))
     _LOGGER.info("Issued bridge client certificate %s", certificate_fingerprint(certificate))
     return certificate
 
