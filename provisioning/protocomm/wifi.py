@@ -19,7 +19,7 @@ from typing import Any, Protocol, Self, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
-from provisioning.protocomm.errors import RequestRejected
+from provisioning.protocomm.errors import ProtocommError, RequestRejected
 from provisioning.protocomm.proto import (
     constants_pb2,
     wifi_config_pb2,
@@ -103,8 +103,10 @@ class WifiCredentials:
         )
 
 
-class JoinFailed(Exception):
+class JoinFailed(ProtocommError):
     """Raised by a :class:`WifiStation` when it cannot join; carries the reason."""
+
+    code = "wifi_join_failed"
 
     def __init__(self, reason: FailReason) -> None:
         super().__init__(reason.value)
