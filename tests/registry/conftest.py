@@ -11,10 +11,7 @@ from provisioning.config import Secrets, Settings
 from provisioning.domain.registry import CaPaths, DeviceRegistry
 from provisioning.security import ca as device_ca
 from provisioning.services import Services
-from tests.fixtures.mosquitto import (  # noqa: F401 (pytest finds fixtures by name)
-    device_pki,
-    mosquitto_broker,
-)
+from tests.fixtures.mosquitto import device_pki  # noqa: F401 (pytest finds fixtures by name)
 from tests.registry.factory import device_csr, serial_of
 
 PREMADE_CSRS = 3000

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
 
 from provisioning.domain.registry import DEVICE_INFO_FILE, DeviceRegistry, device_public_key
 from provisioning.security import ca as device_ca
 from provisioning.security.codes import parse_label_payload
 from provisioning.services import Services
+from provisioning.storage.base import Base
 from tests.registry.factory import camera_row, serial_of, write_jsonl
 
 FLASH_FILES = {"device.key.pem", "device.crt.pem", "ca.crt.pem", DEVICE_INFO_FILE}
@@ -109,22 +112,27 @@ async def test_simulated_manufacturing_in_worker_processes_matches_one_thread(
         assert device.certificate_fingerprint == device_ca.certificate_fingerprint(certificate)
 
 
-@pytest.mark.sqlite_only
-async def test_database_files_hold_no_label_code_and_no_private_key(
-    registry: DeviceRegistry, services: Services, flash_dir: Path, tmp_path: Path
-) -> None:
-    assert services.db.is_sqlite, "a file scan only means something on SQLite"
-    rows = _fleet(40)
-    summary = await registry.import_file(
-        write_jsonl(tmp_path / "factory.jsonl", rows), generate_into=flash_dir
-    )
-    codes = [p.code for p in map(parse_label_payload, summary.label_payloads) if p.code]
-    assert len(codes) >= 20
-    secrets: list[bytes] = []
+async def _table_dump(services: Services) -> bytes:
+    """Return every stored value of every table as bytes (what an export or dump would hold)."""
+    chunks: list[bytes] = []
+    async with services.db.session() as session:
+        for table in Base.metadata.sorted_tables:
+            for row in (await session.execute(select(table))).all():
+                for value in row:
+                    if isinstance(value, bytes):
+                        chunks += [value, value.hex().encode()]
+                    elif value is not None:
+                        chunks.append(str(value).encode())
+    return b"\n".join(chunks)
+
+
+def _secrets_of(flash_dir: Path, serials: list[str], codes: list[str]) -> list[bytes]:
+    """Return every form of the generated codes and private keys a store could hold."""
+    found: list[bytes] = []
     for code in codes:
-        secrets += [code.encode(), code.encode("utf-16-le")]
-    for i in range(40):
-        pem = (flash_dir / serial_of(i) / "device.key.pem").read_bytes()
+        found += [code.encode(), code.encode("utf-16-le"), code.encode().hex().encode()]
+    for serial in serials:
+        pem = (flash_dir / serial / "device.key.pem").read_bytes()
         key = serialization.load_pem_private_key(pem, None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         body = b"".join(pem.splitlines()[1:-1])
@@ -133,13 +141,54 @@ async def test_database_files_hold_no_label_code_and_no_private_key(
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        secrets += [body, body[:40], der, key.private_numbers().private_value.to_bytes(32, "big")]
+        found += [body, body[:40], der, key.private_numbers().private_value.to_bytes(32, "big")]
+    return found
+
+
+async def _import_fleet(
+    registry: DeviceRegistry, flash_dir: Path, tmp_path: Path
+) -> tuple[list[str], list[bytes]]:
+    summary = await registry.import_file(
+        write_jsonl(tmp_path / "factory.jsonl", _fleet(40)), generate_into=flash_dir
+    )
+    codes = [p.code for p in map(parse_label_payload, summary.label_payloads) if p.code]
+    assert len(codes) >= 20
+    serials = [serial_of(i) for i in range(40)]
+    return serials, _secrets_of(flash_dir, serials, codes)
+
+
+async def test_stored_rows_hold_no_label_code_and_no_private_key(
+    registry: DeviceRegistry,
+    services: Services,
+    flash_dir: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    serials, secrets = await _import_fleet(registry, flash_dir, tmp_path)
+
+    dump = await _table_dump(services)
+
+    assert serials[0].encode() in dump  # the dump sees what was stored
+    assert [secret for secret in secrets if secret in dump] == []
+    assert b"PRIVATE KEY" not in dump
+    logged = caplog.text.encode()
+    assert [secret for secret in secrets if secret in logged] == []
+
+
+@pytest.mark.sqlite_only
+async def test_sqlite_files_and_wal_hold_no_label_code_and_no_private_key(
+    registry: DeviceRegistry, services: Services, flash_dir: Path, tmp_path: Path
+) -> None:
+    serials, secrets = await _import_fleet(registry, flash_dir, tmp_path)
+    if not services.db.is_sqlite:
+        # PostgreSQL keeps no file of ours to scan; the dump test above covers it.
+        return
     database = Path(str(services.db.url.database))
     files = [p for p in database.parent.glob(database.name + "*") if p.is_file()]
     assert database in files
     assert any(p.name.endswith("-wal") for p in files)
     raw = b"".join(p.read_bytes() for p in files)
-    assert serial_of(0).encode() in raw  # the scan sees what was stored
-    leaked = [secret for secret in secrets if secret in raw]
-    assert leaked == []
+    assert serials[0].encode() in raw  # the scan sees what was stored
+    assert [secret for secret in secrets if secret in raw] == []
     assert b"PRIVATE KEY" not in raw
