@@ -93,6 +93,13 @@ class BrokerUnreachable(BrokerError):
     default_message = "cannot reach the MQTT broker"
 
 
+class BrokerNotTrusted(BrokerError):
+    """The broker's server certificate did not verify against the CA the client trusts."""
+
+    code = "broker_not_trusted"
+    default_message = "the broker's certificate is not trusted (wrong CA or host name)"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class BrokerTlsFiles:
     """The TLS material the listener uses: device CA, server cert/key, CRL."""
@@ -327,16 +334,26 @@ async def connect_mqtt(
                 "the broker refused the connection", host=host, port=port, reason=str(err)
             ) from err
         except aiomqtt.MqttError as err:
-            if "timed out" not in str(err).lower():
-                raise BrokerUnreachable(host=host, port=port, reason=str(err)) from err
-            raise BrokerRefused(
-                "the broker refused the connection (TLS rejected the client certificate, "
-                "or no CONNACK arrived): check the certificate, its CA and the CRL",
-                host=host,
-                port=port,
-                reason=str(err),
-            ) from err
+            raise _classify_connect_error(str(err), host, port) from err
         yield client
+
+
+def _classify_connect_error(reason: str, host: str, port: int) -> BrokerError:
+    # aiomqtt keeps only the text of the underlying error (MqttError(str(exc))).
+    if "CERTIFICATE_VERIFY_FAILED" in reason:
+        return BrokerNotTrusted(host=host, port=port, reason=reason)
+    if "timed out" in reason.lower() or ("[SSL" in reason and "ALERT" in reason.upper()):
+        # TLS 1.3: the broker rejects the client certificate after the client's
+        # handshake finished, so no TLS error surfaces, just no CONNACK.
+        # TLS 1.2: the rejection arrives as a TLS alert during the handshake.
+        return BrokerRefused(
+            "the broker refused the connection (TLS rejected the client certificate, "
+            "or no CONNACK arrived): check the certificate, its CA and the CRL",
+            host=host,
+            port=port,
+            reason=reason,
+        )
+    return BrokerUnreachable(host=host, port=port, reason=reason)
 
 
 # --------------------------------------------------------------------------- process
@@ -680,6 +697,7 @@ __all__ = [
     "BrokerConfig",
     "BrokerCredentials",
     "BrokerError",
+    "BrokerNotTrusted",
     "BrokerRefused",
     "BrokerStartFailed",
     "BrokerTlsFiles",

@@ -11,12 +11,25 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from gateway.mqtt.broker import BrokerRefused, ManagedMosquitto, connect_mqtt
+from gateway.mqtt.broker import (
+    BrokerNotTrusted,
+    BrokerRefused,
+    ManagedMosquitto,
+    client_tls_context,
+    connect_mqtt,
+)
 from provisioning.security.crl import install_crl
 from provisioning.security.errors import CrlInvalid
 from tests.fixtures.mosquitto import DeviceCredentials, LocalPki
 
 REFUSAL_WAIT = 1.0  # TLS 1.3 refusals show as "no CONNACK"; keep the tests fast
+
+
+# paho-mqtt 2.2 does not close its SSL socket when the TLS handshake fails;
+# the socket is only collected later. That leak is paho's, not this test's.
+PAHO_LEAKS_FAILED_HANDSHAKE_SOCKET = pytest.mark.filterwarnings(
+    "ignore:unclosed <ssl.SSLSocket:ResourceWarning"
+)
 
 
 def _payload(message: aiomqtt.Message) -> bytes:
@@ -75,6 +88,28 @@ async def test_certificate_from_another_ca_is_refused(
     context.load_cert_chain(impostor.cert_file, impostor.key_file)
     with pytest.raises(BrokerRefused):
         async with _connect(mosquitto_broker, context, connack_timeout=REFUSAL_WAIT):
+            pass
+
+
+@PAHO_LEAKS_FAILED_HANDSHAKE_SOCKET
+async def test_tls12_client_without_certificate_is_refused_not_unreachable(
+    mosquitto_broker: ManagedMosquitto, device_pki: LocalPki
+) -> None:
+    context = device_pki.anonymous_tls_context()
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    with pytest.raises(BrokerRefused, match="refused the connection"):
+        async with _connect(mosquitto_broker, context, connack_timeout=REFUSAL_WAIT):
+            pass
+
+
+@PAHO_LEAKS_FAILED_HANDSHAKE_SOCKET
+async def test_broker_not_signed_by_the_trusted_ca_is_reported_as_untrusted(
+    mosquitto_broker: ManagedMosquitto, device_pki: LocalPki, foreign_pki: LocalPki
+) -> None:
+    device = device_pki.mint_device("ZC1-0001")
+    context = client_tls_context(foreign_pki.ca_file, device.cert_file, device.key_file)
+    with pytest.raises(BrokerNotTrusted, match="not trusted"):
+        async with _connect(mosquitto_broker, context):
             pass
 
 
