@@ -2,8 +2,8 @@
 
 Each endpoint is ``POST /<name>`` with a raw protobuf body. The session is tied
 to the TCP connection (Espressif's client keeps one connection alive and ignores
-cookies); a new session also sets a ``session=<u32>`` cookie so a cookie-aware
-client can resume it on a new connection once the old one has closed.
+cookies); a new session also sets a ``session=<u32>`` cookie, and a client that
+echoes it may resume the session on a new connection once the old one closed.
 """
 
 from __future__ import annotations
@@ -23,27 +23,49 @@ from provisioning.protocomm.proto import constants_pb2
 _LOGGER = logging.getLogger(__name__)
 
 SESSION_COOKIE = "session"
+DEFAULT_RESUME_GRACE = 30.0
 _CLIENT_HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/plain"}
 
 
 class _ConnectionSessions:
-    """Maps live TCP connections to protocomm session ids."""
+    """Maps live TCP connections to protocomm session ids.
 
-    def __init__(self, device: ProtocommDevice) -> None:
+    A session ends with its connection, except for a client that has echoed the
+    ``session`` cookie back (Espressif's client never does): its session is
+    kept detached for ``resume_grace`` seconds so it can resume on a new
+    connection by presenting the cookie.
+    """
+
+    def __init__(self, device: ProtocommDevice, resume_grace: float) -> None:
         self._device = device
+        self._resume_grace = resume_grace
         self._by_transport: dict[asyncio.BaseTransport, int] = {}
+        self._cookie_aware: set[int] = set()
+        self._detached: dict[int, float] = {}
+
+    def _end(self, session_id: int) -> None:
+        self._cookie_aware.discard(session_id)
+        self._detached.pop(session_id, None)
+        self._device.close_session(session_id)
 
     def sweep(self) -> None:
-        """Close the sessions of connections that have gone away."""
+        """Close (or detach) the sessions of connections that have gone away."""
+        now = asyncio.get_running_loop().time()
         for transport, session_id in list(self._by_transport.items()):
             if transport.is_closing():
                 del self._by_transport[transport]
-                self._device.close_session(session_id)
+                if session_id in self._cookie_aware:
+                    self._detached[session_id] = now
+                else:
+                    self._end(session_id)
+        for session_id, since in list(self._detached.items()):
+            if now - since > self._resume_grace:
+                self._end(session_id)
 
     def close_all(self) -> None:
         """Close every session (server shutdown)."""
-        for session_id in self._by_transport.values():
-            self._device.close_session(session_id)
+        for session_id in [*self._by_transport.values(), *self._detached]:
+            self._end(session_id)
         self._by_transport.clear()
 
     def session_for(self, request: web.Request) -> tuple[int, bool]:
@@ -52,19 +74,17 @@ class _ConnectionSessions:
         if transport is None:
             raise web.HTTPBadRequest(text="connection closed")
         self.sweep()
+        cookie = request.cookies.get(SESSION_COOKIE, "")
+        cookie_id = int(cookie) if cookie.isdigit() else None
         known = self._by_transport.get(transport)
         if known is not None:
+            if cookie_id == known:
+                self._cookie_aware.add(known)
             return known, False
-        live = set(self._by_transport.values())
-        cookie = request.cookies.get(SESSION_COOKIE, "")
-        # Resume a cookie's session only if no live connection holds it.
-        if (
-            cookie.isdigit()
-            and int(cookie) not in live
-            and self._device.session_state(int(cookie)).value != "none"
-        ):
-            self._by_transport[transport] = int(cookie)
-            return int(cookie), False
+        if cookie_id is not None and cookie_id in self._detached:
+            del self._detached[cookie_id]
+            self._by_transport[transport] = cookie_id
+            return cookie_id, False
         session_id = self._device.new_session_id()
         self._by_transport[transport] = session_id
         return session_id, True
@@ -72,12 +92,15 @@ class _ConnectionSessions:
 
 _DEVICE = web.AppKey("protocomm_device", ProtocommDevice)
 _SESSIONS = web.AppKey("protocomm_sessions", _ConnectionSessions)
+_ENDPOINT_NAMES = web.AppKey("protocomm_endpoint_names", frozenset[str])
 
 
 async def _handle(request: web.Request) -> web.Response:
     device = request.app[_DEVICE]
     sessions = request.app[_SESSIONS]
     endpoint = request.match_info["endpoint"]
+    if endpoint not in request.app[_ENDPOINT_NAMES]:
+        raise web.HTTPNotFound(text="no such endpoint")
     if request.content_length is not None and request.content_length > MAX_REQUEST_LEN:
         raise web.HTTPRequestEntityTooLarge(
             max_size=MAX_REQUEST_LEN, actual_size=request.content_length
@@ -96,11 +119,14 @@ async def _handle(request: web.Request) -> web.Response:
     return response
 
 
-def create_protocomm_app(device: ProtocommDevice) -> web.Application:
+def create_protocomm_app(
+    device: ProtocommDevice, *, resume_grace: float = DEFAULT_RESUME_GRACE
+) -> web.Application:
     """Build the aiohttp application serving a device's endpoints."""
     app = web.Application(client_max_size=MAX_REQUEST_LEN)
     app[_DEVICE] = device
-    app[_SESSIONS] = _ConnectionSessions(device)
+    app[_SESSIONS] = _ConnectionSessions(device, resume_grace)
+    app[_ENDPOINT_NAMES] = frozenset(e.name for e in device.endpoints)
 
     async def close_sessions(app: web.Application) -> None:
         app[_SESSIONS].close_all()

@@ -154,7 +154,7 @@ async def test_http_sets_session_cookie_and_ties_session_to_the_connection(
         async with http.post(f"{server.url}/proto-ver", data=b"x") as second:
             await second.read()
             assert SESSION_COOKIE not in second.cookies  # same connection, same session
-        async with http.post(f"{server.url}/prov-config", data=b"") as empty:
+        async with http.post(f"{server.url}/prov-session", data=b"") as empty:
             assert empty.status == 400
     assert cookie.isdigit()
     assert 0 <= int(cookie) < 2**32
