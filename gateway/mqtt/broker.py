@@ -23,8 +23,9 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import getpass
 import logging
+import os
+import pwd
 import re
 import shutil
 import signal
@@ -181,7 +182,7 @@ def render_broker_config(
         "persistence_dir": _config_path(persistence_dir, "persistence"),
         # Mosquitto started as root drops to `nobody` unless told otherwise;
         # naming the current user keeps it as whoever runs the service.
-        "user": user or getpass.getuser(),
+        "user": user or pwd.getpwuid(os.geteuid()).pw_name,
         "host": host,
         "port": str(port),
         "ca_file": _config_path(tls.ca_file, "CA"),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import getpass
+import os
+import pwd
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def test_rendered_config_enforces_mutual_tls_acl_and_crl(
         "per_listener_settings false",
         "allow_anonymous false",
         f"acl_file {config.acl_file}",
-        f"user {getpass.getuser()}",
+        f"user {pwd.getpwuid(os.geteuid()).pw_name}",
         "persistence true",
         f"persistence_location {config.persistence_dir}",
         "set_tcp_nodelay true",
