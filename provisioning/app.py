@@ -8,13 +8,14 @@ from contextlib import AbstractAsyncContextManager
 
 from aiohttp import web
 
-from provisioning.api import auth, devices, health, me, registry
+from provisioning.api import auth, devices, health, me, privacy, registry
 from provisioning.api.keys import OPENAPI_KEY, SERVICES_KEY
 from provisioning.api.middleware import error_middleware
 from provisioning.api.openapi import build_openapi
 from provisioning.api.routing import Auth, Authenticator, Endpoint, Routes, add_routes
 from provisioning.api.session import authenticate_user
 from provisioning.config import Secrets, Settings
+from provisioning.domain.retention import retention_worker
 from provisioning.errors import Unauthenticated
 from provisioning.services import Services, open_services
 
@@ -27,6 +28,7 @@ ROUTE_GROUPS: tuple[Routes, ...] = (
     me.routes,
     devices.routes,
     registry.routes,
+    privacy.routes,
 )
 
 
@@ -59,7 +61,10 @@ def create_app(
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         factory = services or (lambda: open_services(settings, secrets))
-        async with factory() as opened:
+        async with (
+            factory() as opened,
+            retention_worker(opened.retention, settings.retention.interval_seconds),
+        ):
             app[SERVICES_KEY] = opened
             yield
 

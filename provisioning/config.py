@@ -10,6 +10,7 @@ secrets file is generated on first run.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import logging
 import os
@@ -102,7 +103,9 @@ class RetentionSettings(_Section):
 
 class PrivacySettings(_Section):
     policy_version: str
-    holidays: tuple[str, ...] = ()
+    holidays: tuple[dt.date, ...] = ()
+    key_store: Literal["file", "database"] = "file"
+    statistics_min_group: int = Field(default=5, ge=2)
 
 
 class OpsSettings(_Section):

@@ -12,9 +12,13 @@ from provisioning.clock import Clock, SystemClock
 from provisioning.config import Secrets, Settings
 from provisioning.domain.accounts import AccountService
 from provisioning.domain.binding import BindingService
+from provisioning.domain.consent import ConsentService
 from provisioning.domain.devices import DeviceService
 from provisioning.domain.limits import RateLimiter
-from provisioning.domain.vault import Vault
+from provisioning.domain.locations import LocationService
+from provisioning.domain.retention import RetentionService
+from provisioning.domain.rights import RightsService
+from provisioning.domain.vault import DatabaseKeyStore, FileKeyStore, KeyStore, Vault
 from provisioning.errors import ConfigError
 from provisioning.metrics import Metrics
 from provisioning.notify.delivery import (
@@ -43,9 +47,13 @@ class Services:
     index: BlindIndex
     limiter: RateLimiter
     notifier: Notifier
+    consents: ConsentService
     accounts: AccountService
     binding: BindingService
     devices: DeviceService
+    locations: LocationService
+    rights: RightsService
+    retention: RetentionService
 
 
 def build_notifier(settings: Settings, http: aiohttp.ClientSession) -> Notifier:
@@ -101,8 +109,16 @@ async def open_services(
         keyring = KeyRing({k: secrets.kek(k) for k in secrets.keks}, secrets.active_kek)
         index = BlindIndex(derive_subkey(pepper, "blind-index"))
         metrics = Metrics()
-        vault = Vault(keyring)
+        store: KeyStore = (
+            FileKeyStore(settings.data_dir / "keys")
+            if settings.privacy.key_store == "file"
+            else DatabaseKeyStore()
+        )
+        vault = Vault(keyring, store)
         limiter = RateLimiter(index)
+        consents = ConsentService(
+            db=db, clock=clock, policy_version=settings.privacy.policy_version
+        )
         accounts = AccountService(
             db=db,
             clock=clock,
@@ -114,6 +130,7 @@ async def open_services(
             passwords=passwords or Passwords(),
             notifier=notifier,
             metrics=metrics,
+            consents=consents,
         )
         binding = BindingService(
             db=db,
@@ -123,7 +140,21 @@ async def open_services(
             label_key=derive_subkey(pepper, "label-codes"),
             metrics=metrics,
         )
-        devices = DeviceService(db=db, clock=clock, settings=settings.binding, index=index)
+        devices = DeviceService(
+            db=db, clock=clock, settings=settings.binding, index=index, vault=vault
+        )
+        locations = LocationService(
+            db=db, clock=clock, vault=vault, consents=consents, devices=devices
+        )
+        rights = RightsService(
+            db=db,
+            clock=clock,
+            vault=vault,
+            accounts=accounts,
+            devices=devices,
+            holidays=settings.privacy.holidays,
+        )
+        retention = RetentionService(db=db, clock=clock, settings=settings.retention)
         yield Services(
             settings=settings,
             secrets=secrets,
@@ -135,7 +166,11 @@ async def open_services(
             index=index,
             limiter=limiter,
             notifier=notifier,
+            consents=consents,
             accounts=accounts,
             binding=binding,
             devices=devices,
+            locations=locations,
+            rights=rights,
+            retention=retention,
         )

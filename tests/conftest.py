@@ -31,7 +31,7 @@ from provisioning.services import Services, open_services
 from provisioning.storage.base import Base
 from provisioning.storage.engine import Database
 
-pytest_plugins = ["tests.fixtures.mosquitto"]
+pytest_plugins = ["tests.fixtures.mosquitto", "tests.fixtures.devices"]
 
 PG_ENV = "PYTEST_ZANUO_DATABASE_URL"
 

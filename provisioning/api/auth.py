@@ -192,7 +192,7 @@ async def login(request: web.Request, body: LoginRequest) -> SessionIssued:
     return SessionIssued.of(issued)
 
 
-@routes.route("POST", "/v1/auth/logout", summary="End this session", status=204)
+@routes.route("POST", "/v1/auth/logout", summary="End this session", status=204, basic_mode_ok=True)
 async def logout(request: web.Request) -> None:
     """Revoke the caller's session."""
     await request.app[SERVICES_KEY].accounts.logout(principal(request))

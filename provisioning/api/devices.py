@@ -171,7 +171,7 @@ class DeviceOut(ResponseModel):
             serial=device.serial,
             model=device.model,
             type=device.device_type,
-            name=ownership.name if ownership else None,
+            name=view.name,
             firmware=device.reported_firmware or device.firmware_version,
             network_type=device.network_type,
             online=device.online,

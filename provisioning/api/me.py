@@ -75,7 +75,7 @@ class OperationList(ResponseModel):
     operations: list[OperationOut]
 
 
-@routes.route("GET", "/v1/me", summary="Read your profile", response=ProfileOut)
+@routes.route("GET", "/v1/me", summary="Read your profile", response=ProfileOut, basic_mode_ok=True)
 async def get_me(request: web.Request) -> ProfileOut:
     """Return the caller's profile."""
     return ProfileOut.of(await request.app[SERVICES_KEY].accounts.profile(principal(request)))
@@ -87,6 +87,7 @@ async def get_me(request: web.Request) -> ProfileOut:
     summary="Change nickname, avatar or region",
     body=ProfilePatch,
     response=ProfileOut,
+    basic_mode_ok=True,
 )
 async def patch_me(request: web.Request, body: ProfilePatch) -> ProfileOut:
     """Update the fields present in the body."""
@@ -100,7 +101,11 @@ async def patch_me(request: web.Request, body: ProfilePatch) -> ProfileOut:
 
 
 @routes.route(
-    "GET", "/v1/me/sessions", summary="List your signed-in terminals", response=SessionList
+    "GET",
+    "/v1/me/sessions",
+    summary="List your signed-in terminals",
+    response=SessionList,
+    basic_mode_ok=True,
 )
 async def list_sessions(request: web.Request) -> SessionList:
     """Return live sessions with the client info each sent."""
@@ -129,6 +134,7 @@ async def list_sessions(request: web.Request) -> SessionList:
     summary="Sign a terminal out",
     status=204,
     errors=(NotFound,),
+    basic_mode_ok=True,
 )
 async def revoke_session(request: web.Request) -> None:
     """Revoke one session; its token stops working at once."""
@@ -139,7 +145,13 @@ async def revoke_session(request: web.Request) -> None:
     await request.app[SERVICES_KEY].accounts.revoke_session(principal(request), session_id)
 
 
-@routes.route("GET", "/v1/me/operations", summary="Your operation log", response=OperationList)
+@routes.route(
+    "GET",
+    "/v1/me/operations",
+    summary="Your operation log",
+    response=OperationList,
+    basic_mode_ok=True,
+)
 async def list_operations(request: web.Request) -> OperationList:
     """Return security-relevant actions on the account, newest first."""
     rows = await request.app[SERVICES_KEY].accounts.operations(principal(request))

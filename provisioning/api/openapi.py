@@ -12,6 +12,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from provisioning.api.routing import Endpoint
 from provisioning.errors import (
     BadRequest,
+    BasicMode,
     LocationNotAccepted,
     PayloadTooLarge,
     Unauthenticated,
@@ -128,6 +129,8 @@ def _responses(ep: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
         ]
     if ep.auth != "none":
         errors.append(Unauthenticated)
+    if ep.auth == "user" and not ep.basic_mode_ok:
+        errors.append(BasicMode)
     by_status: dict[int, list[str]] = defaultdict(list)
     for error in errors:
         if error.code not in by_status[error.status]:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from provisioning.errors import (
     BadRequest,
+    BasicMode,
     LocationNotAccepted,
     PayloadTooLarge,
     Unauthenticated,
@@ -71,6 +72,8 @@ class Endpoint:
     auth: Auth
     errors: tuple[type[ZanuoError], ...]
     query: type[BaseModel] | None = None
+    basic_mode_ok: bool = False
+    location_ok: bool = False
 
     @property
     def name(self) -> str:
@@ -97,8 +100,15 @@ class Routes:
         auth: Auth = "user",
         errors: tuple[type[ZanuoError], ...] = (),
         query: type[BaseModel] | None = None,
+        basic_mode_ok: bool = False,
+        location_ok: bool = False,
     ) -> Callable[[Handler], Handler]:
-        """Declare an endpoint handled by the decorated coroutine."""
+        """Declare an endpoint handled by the decorated coroutine.
+
+        ``basic_mode_ok`` marks the few user endpoints an account in basic mode
+        may still call (its rights, consents, sign-out); ``location_ok`` marks
+        the one endpoint that takes a device location with consent.
+        """
 
         def decorate(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -114,6 +124,8 @@ class Routes:
                     auth,
                     errors,
                     query,
+                    basic_mode_ok,
+                    location_ok,
                 )
             )
             return handler
@@ -148,9 +160,9 @@ def validation_details(err: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
-def parse_model(model: type[M], data: Any) -> M:
+def parse_model(model: type[M], data: Any, *, location_ok: bool = False) -> M:
     """Validate JSON data against a request model, refusing location fields."""
-    location_key = find_location_key(data)
+    location_key = None if location_ok else find_location_key(data)
     if location_key is not None:
         raise LocationNotAccepted(field=location_key)
     try:
@@ -192,12 +204,14 @@ def wrap(
     async def handle(request: web.Request) -> web.StreamResponse:
         request[ROUTE_NAME_KEY] = endpoint.name
         if endpoint.auth != "none":
-            request[PRINCIPAL_KEY] = await authenticators[endpoint.auth](
-                request, bearer_token(request)
-            )
+            principal = await authenticators[endpoint.auth](request, bearer_token(request))
+            if getattr(principal, "basic_mode", False) and not endpoint.basic_mode_ok:
+                raise BasicMode()
+            request[PRINCIPAL_KEY] = principal
         args: list[Any] = [request]
         if endpoint.body is not None:
-            args.append(parse_model(endpoint.body, await read_json(request)))
+            body = await read_json(request)
+            args.append(parse_model(endpoint.body, body, location_ok=endpoint.location_ok))
         if endpoint.query is not None:
             args.append(parse_model(endpoint.query, dict(request.query)))
         result = await endpoint.handler(*args)

@@ -6,11 +6,19 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from provisioning.cli import ca_cmd, config_cmd, db_cmd, devices_cmd, serve_cmd
+from provisioning.cli import (
+    ca_cmd,
+    config_cmd,
+    db_cmd,
+    devices_cmd,
+    keys_cmd,
+    retention_cmd,
+    serve_cmd,
+)
 from provisioning.cli.common import run_command
 from provisioning.errors import ZanuoError
 
-GROUPS = (serve_cmd, config_cmd, db_cmd, ca_cmd, devices_cmd)
+GROUPS = (serve_cmd, config_cmd, db_cmd, ca_cmd, devices_cmd, retention_cmd, keys_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from provisioning.clock import Clock
 from provisioning.config import AuthSettings
 from provisioning.domain import oplog
+from provisioning.domain.consent import ConsentService, Purpose
 from provisioning.domain.limits import Policy, RateLimiter
 from provisioning.domain.vault import Vault
 from provisioning.errors import (
@@ -84,6 +85,7 @@ class Principal:
 
     account_id: uuid.UUID
     session_id: uuid.UUID
+    basic_mode: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +127,10 @@ class AccountService:
         passwords: Passwords,
         notifier: Notifier,
         metrics: Metrics,
+        consents: ConsentService,
     ) -> None:
         self.db = db
+        self.consents = consents
         self.clock = clock
         self.settings = settings
         self.vault = vault
@@ -283,6 +287,8 @@ class AccountService:
             else:
                 account.phone_enc = self.vault.seal(dek, recipient.value, "accounts.phone")
             account.nickname_enc = self.vault.seal(dek, nickname, "accounts.nickname")
+            # Registering is accepting the policy the app showed; the ledger says so.
+            self.consents.record(session, account, Purpose.POLICY, True, "registration", now)
             issued = self._new_session(session, account.id, client, now)
             oplog.record(
                 session, account_id=account.id, action="account.register", outcome="ok", now=now
@@ -387,18 +393,23 @@ class AccountService:
         """Resolve a bearer token to its account and session."""
         now = self.clock.now()
         async with self.db.session() as session:
-            row = (
+            found = (
                 await session.execute(
-                    select(Session).where(Session.token_hash == hash_token(token))
+                    select(Session, Account.basic_mode)
+                    .join(Account, Account.id == Session.account_id)
+                    .where(Session.token_hash == hash_token(token))
                 )
-            ).scalar_one_or_none()
-            if row is None or row.revoked_at is not None or row.expires_at <= now:
+            ).one_or_none()
+            if found is None:
+                raise Unauthenticated()
+            row, basic_mode = found
+            if row.revoked_at is not None or row.expires_at <= now:
                 raise Unauthenticated()
             # Touch last_used_at at most once a minute to keep reads cheap.
             if now - row.last_used_at > dt.timedelta(minutes=1):
                 row.last_used_at = now
                 await session.commit()
-            return Principal(row.account_id, row.id)
+            return Principal(row.account_id, row.id, bool(basic_mode))
 
     async def logout(self, principal: Principal) -> None:
         """End the caller's own session."""

@@ -16,6 +16,7 @@ from provisioning.config import BindingSettings
 from provisioning.domain import oplog
 from provisioning.domain.accounts import Principal, Recipient
 from provisioning.domain.binding import Relation
+from provisioning.domain.vault import Vault
 from provisioning.errors import Conflict, DeviceNotFound, NotFound, NotOwner, TokenExpired
 from provisioning.security.keys import BlindIndex
 from provisioning.storage.devices import Command, Device, Event, Ownership, Share
@@ -49,18 +50,36 @@ class DeviceView:
     ownership: Ownership | None
     permission: str | None
     shares: list[Share]
+    name: str | None = None
+
+
+NAME_CONTEXT = "ownerships.name"
 
 
 class DeviceService:
     """Devices in accounts: read, change, unbind, share."""
 
     def __init__(
-        self, *, db: Database, clock: Clock, settings: BindingSettings, index: BlindIndex
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        settings: BindingSettings,
+        index: BlindIndex,
+        vault: Vault,
     ) -> None:
+        self.vault = vault
         self.db = db
         self.clock = clock
         self.settings = settings
         self.index = index
+
+    async def _name(self, session: AsyncSession, serial: str) -> str | None:
+        ownership = await session.get(Ownership, serial)
+        if ownership is None or ownership.name_enc is None:
+            return None
+        dek = await self.vault.data_key(session, ownership.account_id)
+        return self.vault.open(dek, ownership.name_enc, NAME_CONTEXT)
 
     async def list_devices(self, principal: Principal) -> list[DeviceView]:
         """Return the devices the caller owns or has accepted a share of."""
@@ -83,8 +102,16 @@ class DeviceService:
                     .order_by(Share.responded_at)
                 )
             ).all()
-        views = [DeviceView(d, Relation.MINE, o, None, []) for d, o in owned]
-        views += [DeviceView(d, Relation.SHARED, None, s.permission, []) for d, s in shared]
+            views = [
+                DeviceView(d, Relation.MINE, o, None, [], await self._name(session, d.serial))
+                for d, o in owned
+            ]
+            views += [
+                DeviceView(
+                    d, Relation.SHARED, None, s.permission, [], await self._name(session, d.serial)
+                )
+                for d, s in shared
+            ]
         return views
 
     async def view(self, principal: Principal, serial: str) -> DeviceView:
@@ -112,7 +139,8 @@ class DeviceService:
                 .scalars()
                 .all()
             )
-            return DeviceView(device, Relation.MINE, owner, None, list(shares))
+            name = await self._name(session, serial)
+            return DeviceView(device, Relation.MINE, owner, None, list(shares), name)
         share = (
             await session.execute(
                 select(Share).where(
@@ -124,7 +152,8 @@ class DeviceService:
         ).scalar_one_or_none()
         if share is None:
             raise DeviceNotFound(serial=serial)
-        return DeviceView(device, Relation.SHARED, None, share.permission, [])
+        name = await self._name(session, serial)
+        return DeviceView(device, Relation.SHARED, None, share.permission, [], name)
 
     async def require_owner(
         self, session: AsyncSession, principal: Principal, serial: str
@@ -142,7 +171,10 @@ class DeviceService:
         now = self.clock.now()
         async with self.db.session() as session:
             ownership = await self.require_owner(session, principal, serial)
-            for key in ("name", "auto_upgrade", "notifications"):
+            if "name" in changes:
+                dek = await self.vault.data_key(session, principal.account_id)
+                ownership.name_enc = self.vault.seal(dek, changes["name"], NAME_CONTEXT)
+            for key in ("auto_upgrade", "notifications"):
                 if key in changes:
                     setattr(ownership, key, changes[key])
             oplog.record(
@@ -162,7 +194,7 @@ class DeviceService:
         now = self.clock.now()
         async with self.db.session() as session:
             ownership = await self.require_owner(session, principal, serial)
-            await self._release(session, ownership, now, reason="unbind")
+            await self.release(session, ownership, now, reason="unbind")
             await session.commit()
 
     async def device_reset(self, serial: str) -> bool:
@@ -172,12 +204,12 @@ class DeviceService:
             ownership = await session.get(Ownership, serial)
             if ownership is None:
                 return False
-            await self._release(session, ownership, now, reason="device_reset")
+            await self.release(session, ownership, now, reason="device_reset")
             await session.commit()
         return True
 
     @staticmethod
-    async def _release(
+    async def release(
         session: AsyncSession, ownership: Ownership, now: dt.datetime, *, reason: str
     ) -> None:
         serial = ownership.serial

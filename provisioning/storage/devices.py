@@ -58,6 +58,7 @@ class Device(Base):
     """A manufactured device as the factory registered it, plus its live state."""
 
     __tablename__ = "devices"
+    __table_args__ = {"info": {"via_ownership": "serial"}}
 
     serial: Mapped[str] = mapped_column(
         String(SERIAL_LEN), primary_key=True, info=cat(C.DEVICE, R.DEVICE_LIFETIME)
@@ -118,11 +119,14 @@ class Ownership(Base):
     """The one account that owns a device; the serial is the primary key."""
 
     __tablename__ = "ownerships"
+    __table_args__ = {"info": {"account_keys": ("account_id",)}}
 
     serial: Mapped[str] = _serial_fk(primary_key=True)
     account_id: Mapped[uuid.UUID] = _account_fk(R.BINDING_LIFETIME)
     binding_id: Mapped[uuid.UUID] = mapped_column(Uuid, info=cat(C.NONE, R.BINDING_LIFETIME))
-    name: Mapped[str | None] = mapped_column(String(64), info=cat(C.ACCOUNT, R.BINDING_LIFETIME))
+    name_enc: Mapped[bytes | None] = mapped_column(
+        LargeBinary, info=cat(C.ACCOUNT, R.BINDING_LIFETIME, encrypted=True)
+    )
     auto_upgrade: Mapped[bool] = mapped_column(
         Boolean, default=True, info=cat(C.ACCOUNT, R.BINDING_LIFETIME)
     )
@@ -138,7 +142,10 @@ class Binding(Base):
     """One attempt to put a device into an account; meets the device on its token."""
 
     __tablename__ = "bindings"
-    __table_args__ = (Index("ix_bindings_serial_state", "serial", "state"),)
+    __table_args__ = (
+        Index("ix_bindings_serial_state", "serial", "state"),
+        {"info": {"account_keys": ("account_id",)}},
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(
         Uuid, primary_key=True, default=uuid.uuid4, info=cat(C.NONE, R.BINDING_LIFETIME)
@@ -178,6 +185,7 @@ class PairingToken(Base):
     """A one-time token for a device without a label code; stored hashed."""
 
     __tablename__ = "pairing_tokens"
+    __table_args__ = {"info": {"account_keys": ("account_id",)}}
 
     id: Mapped[uuid.UUID] = mapped_column(
         Uuid, primary_key=True, default=uuid.uuid4, info=cat(C.NONE, R.SHORT_LIVED)
@@ -197,7 +205,10 @@ class Share(Base):
     """An owner's invitation of another account to a device."""
 
     __tablename__ = "shares"
-    __table_args__ = (Index("ix_shares_invitee_state", "invitee_index", "state"),)
+    __table_args__ = (
+        Index("ix_shares_invitee_state", "invitee_index", "state"),
+        {"info": {"account_keys": ("owner_id", "invitee_id")}},
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(
         Uuid, primary_key=True, default=uuid.uuid4, info=cat(C.NONE, R.BINDING_LIFETIME)
@@ -223,7 +234,10 @@ class Command(Base):
     """The command outbox the bridge drains; never holds a secret argument."""
 
     __tablename__ = "commands"
-    __table_args__ = (Index("ix_commands_state_serial", "state", "serial"),)
+    __table_args__ = (
+        Index("ix_commands_state_serial", "state", "serial"),
+        {"info": {"via_ownership": "serial"}},
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(
         Uuid, primary_key=True, default=uuid.uuid4, info=cat(C.NONE, R.DEVICE_LIFETIME)
@@ -250,7 +264,10 @@ class Event(Base):
     """A device event, stored once per (serial, event id)."""
 
     __tablename__ = "events"
-    __table_args__ = (UniqueConstraint("serial", "event_id", name="uq_events_serial_event_id"),)
+    __table_args__ = (
+        UniqueConstraint("serial", "event_id", name="uq_events_serial_event_id"),
+        {"info": {"account_keys": ("account_id",)}},
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(
         Uuid, primary_key=True, default=uuid.uuid4, info=cat(C.NONE, R.BINDING_LIFETIME)
@@ -277,4 +294,20 @@ class Event(Base):
     )
     received_at: Mapped[dt.datetime] = mapped_column(
         UtcDateTime, info=cat(C.NONE, R.BINDING_LIFETIME)
+    )
+
+
+class DeviceLocation(Base):
+    """Where the owner placed a device (for local weather), only with consent; sealed."""
+
+    __tablename__ = "device_locations"
+    __table_args__ = {"info": {"account_keys": ("account_id",)}}
+
+    serial: Mapped[str] = _serial_fk(primary_key=True)
+    account_id: Mapped[uuid.UUID] = _account_fk(R.UNTIL_WITHDRAWN)
+    location_enc: Mapped[bytes] = mapped_column(
+        LargeBinary, info=cat(C.LOCATION, R.UNTIL_WITHDRAWN, encrypted=True)
+    )
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        UtcDateTime, info=cat(C.NONE, R.UNTIL_WITHDRAWN)
     )

@@ -21,7 +21,7 @@ from provisioning.services import Services
 from provisioning.storage.devices import Command, Event, Ownership
 from provisioning.storage.models import OperationLog
 from tests.api.accounts_helpers import bearer, register
-from tests.binding.conftest import MakeAccounts, RegisterDevice
+from tests.fixtures.devices import MakeAccounts, RegisterDevice
 
 Client = TestClient[Any, Any]
 

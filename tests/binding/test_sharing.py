@@ -11,7 +11,7 @@ from provisioning.clock import FrozenClock
 from provisioning.notify.delivery import OutboxSender
 from provisioning.services import Services
 from tests.api.accounts_helpers import bearer, register
-from tests.binding.conftest import RegisterDevice
+from tests.fixtures.devices import RegisterDevice
 
 Client = TestClient[Any, Any]
 

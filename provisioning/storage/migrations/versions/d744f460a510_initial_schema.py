@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 3b363f79fb26
+Revision ID: d744f460a510
 Revises:
-Create Date: 2026-11-29 21:46:10.167267
+Create Date: 2026-11-29 22:01:01.652487
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from alembic import op
 
 import provisioning.storage.types
 
-revision: str = "3b363f79fb26"
+revision: str = "d744f460a510"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -34,6 +34,8 @@ def upgrade() -> None:
         sa.Column("nickname_enc", sa.LargeBinary(), nullable=True),
         sa.Column("avatar_url_enc", sa.LargeBinary(), nullable=True),
         sa.Column("region", sa.String(length=8), nullable=True),
+        sa.Column("policy_version", sa.String(length=32), nullable=True),
+        sa.Column("basic_mode", sa.Boolean(), nullable=False),
         sa.Column(
             "created_at", provisioning.storage.types.UtcDateTime(timezone=True), nullable=False
         ),
@@ -43,6 +45,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_accounts")),
         sa.UniqueConstraint("email_index", name=op.f("uq_accounts_email_index")),
         sa.UniqueConstraint("phone_index", name=op.f("uq_accounts_phone_index")),
+        info={"account_keys": ("id",)},
     )
     op.create_table(
         "devices",
@@ -81,6 +84,7 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "certificate_fingerprint", name=op.f("uq_devices_certificate_fingerprint")
         ),
+        info={"via_ownership": "serial"},
     )
     with op.batch_alter_table("devices", schema=None) as batch_op:
         batch_op.create_index(
@@ -102,6 +106,7 @@ def upgrade() -> None:
             "blocked_until", provisioning.storage.types.UtcDateTime(timezone=True), nullable=True
         ),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_rate_limits")),
+        info={"export": False},
     )
     op.create_table(
         "verification_codes",
@@ -118,6 +123,7 @@ def upgrade() -> None:
         ),
         sa.Column("used_at", provisioning.storage.types.UtcDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_verification_codes")),
+        info={"export": False},
     )
     with op.batch_alter_table("verification_codes", schema=None) as batch_op:
         batch_op.create_index(
@@ -139,6 +145,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("account_id", name=op.f("pk_account_keys")),
+        info={"export": False},
     )
     op.create_table(
         "commands",
@@ -162,10 +169,69 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_commands")),
+        info={"via_ownership": "serial"},
     )
     with op.batch_alter_table("commands", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_commands_serial"), ["serial"], unique=False)
         batch_op.create_index("ix_commands_state_serial", ["state", "serial"], unique=False)
+
+    op.create_table(
+        "consents",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("account_id", sa.Uuid(), nullable=False),
+        sa.Column("purpose", sa.String(length=32), nullable=False),
+        sa.Column("granted", sa.Boolean(), nullable=False),
+        sa.Column("policy_version", sa.String(length=32), nullable=False),
+        sa.Column("method", sa.String(length=32), nullable=False),
+        sa.Column(
+            "created_at", provisioning.storage.types.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_consents_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_consents")),
+        info={"account_keys": ("account_id",)},
+    )
+    with op.batch_alter_table("consents", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_consents_account_purpose", ["account_id", "purpose", "created_at"], unique=False
+        )
+
+    op.create_table(
+        "device_locations",
+        sa.Column("serial", sa.String(length=32), nullable=False),
+        sa.Column("account_id", sa.Uuid(), nullable=False),
+        sa.Column("location_enc", sa.LargeBinary(), nullable=False),
+        sa.Column(
+            "updated_at", provisioning.storage.types.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_device_locations_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["serial"],
+            ["devices.serial"],
+            name=op.f("fk_device_locations_serial_devices"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("serial", name=op.f("pk_device_locations")),
+        info={"account_keys": ("account_id",)},
+    )
+    with op.batch_alter_table("device_locations", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_device_locations_account_id"), ["account_id"], unique=False
+        )
 
     op.create_table(
         "events",
@@ -203,6 +269,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
         sa.UniqueConstraint("serial", "event_id", name="uq_events_serial_event_id"),
+        info={"account_keys": ("account_id",)},
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_events_account_id"), ["account_id"], unique=False)
@@ -230,6 +297,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_operation_log")),
+        info={"account_keys": ("account_id",)},
     )
     with op.batch_alter_table("operation_log", schema=None) as batch_op:
         batch_op.create_index(
@@ -244,7 +312,7 @@ def upgrade() -> None:
         sa.Column("serial", sa.String(length=32), nullable=False),
         sa.Column("account_id", sa.Uuid(), nullable=False),
         sa.Column("binding_id", sa.Uuid(), nullable=False),
-        sa.Column("name", sa.String(length=64), nullable=True),
+        sa.Column("name_enc", sa.LargeBinary(), nullable=True),
         sa.Column("auto_upgrade", sa.Boolean(), nullable=False),
         sa.Column("notifications", sa.Boolean(), nullable=False),
         sa.Column(
@@ -263,6 +331,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("serial", name=op.f("pk_ownerships")),
+        info={"account_keys": ("account_id",)},
     )
     with op.batch_alter_table("ownerships", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_ownerships_account_id"), ["account_id"], unique=False)
@@ -287,10 +356,36 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pairing_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_pairing_tokens_token_hash")),
+        info={"account_keys": ("account_id",)},
     )
     with op.batch_alter_table("pairing_tokens", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_pairing_tokens_account_id"), ["account_id"], unique=False
+        )
+
+    op.create_table(
+        "privacy_requests",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("account_id", sa.Uuid(), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("message_enc", sa.LargeBinary(), nullable=True),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column(
+            "created_at", provisioning.storage.types.UtcDateTime(timezone=True), nullable=False
+        ),
+        sa.Column("due_at", provisioning.storage.types.UtcDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_privacy_requests_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_privacy_requests")),
+        info={"account_keys": ("account_id",)},
+    )
+    with op.batch_alter_table("privacy_requests", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_privacy_requests_account_id"), ["account_id"], unique=False
         )
 
     op.create_table(
@@ -322,6 +417,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sessions")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_sessions_token_hash")),
+        info={"account_keys": ("account_id",)},
     )
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_sessions_account_id"), ["account_id"], unique=False)
@@ -363,6 +459,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_shares")),
+        info={"account_keys": ("owner_id", "invitee_id")},
     )
     with op.batch_alter_table("shares", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_shares_invitee_id"), ["invitee_id"], unique=False)
@@ -415,6 +512,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_bindings")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_bindings_token_hash")),
+        info={"account_keys": ("account_id",)},
     )
     with op.batch_alter_table("bindings", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_bindings_account_id"), ["account_id"], unique=False)
@@ -448,6 +546,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_sessions_account_id"))
 
     op.drop_table("sessions")
+    with op.batch_alter_table("privacy_requests", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_privacy_requests_account_id"))
+
+    op.drop_table("privacy_requests")
     with op.batch_alter_table("pairing_tokens", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_pairing_tokens_account_id"))
 
@@ -468,6 +570,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_events_account_id"))
 
     op.drop_table("events")
+    with op.batch_alter_table("device_locations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_device_locations_account_id"))
+
+    op.drop_table("device_locations")
+    with op.batch_alter_table("consents", schema=None) as batch_op:
+        batch_op.drop_index("ix_consents_account_purpose")
+
+    op.drop_table("consents")
     with op.batch_alter_table("commands", schema=None) as batch_op:
         batch_op.drop_index("ix_commands_state_serial")
         batch_op.drop_index(batch_op.f("ix_commands_serial"))
