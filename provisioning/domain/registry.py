@@ -70,7 +70,7 @@ from typing import Any, ClassVar, Final, Protocol, TypeVar
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from provisioning.clock import Clock, FrozenClock
@@ -87,6 +87,7 @@ from provisioning.security.crl import (
 )
 from provisioning.security.errors import CertificateInvalid, CsrInvalid, SecurityError
 from provisioning.security.keys import derive_subkey
+from provisioning.storage.base import Base
 from provisioning.storage.devices import Device
 from provisioning.storage.engine import Database
 
@@ -714,6 +715,10 @@ class _Crypto:
         return functools.partial(manufacture_devices, self.ca, now, directory, items)
 
 
+def _device_table() -> Table:
+    return Base.metadata.tables[Device.__tablename__]
+
+
 def _batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -913,9 +918,9 @@ class DeviceRegistry:
         started = time.perf_counter()
         notify = progress or (lambda _: None)
         rows, problems = await asyncio.to_thread(read_factory_file, path, fmt)
-        total = len(rows) + len({p.row for p in problems})
-        notify(ImportProgress("read", total, total))
         problem_rows = {p.row for p in problems}
+        total = len({row.row for row in rows} | problem_rows)
+        notify(ImportProgress("read", total, total))
         candidates = [row for row in rows if row.row not in problem_rows]
 
         digests = {row.serial: import_digest(row, self._code_key) for row in candidates}
@@ -1038,11 +1043,11 @@ class DeviceRegistry:
         else:
             executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry-crypto")
         try:
-            if not use_pool and pending:
-                ca = await asyncio.get_running_loop().run_in_executor(executor, self.load_ca)
-            elif use_pool:
-                # Fail early and clearly (wrong passphrase, no CA) before any work.
-                await asyncio.to_thread(device_ca.describe_ca, self.paths.ca_dir)
+            if pending:
+                # Load here even for the pool: a missing CA or a wrong passphrase
+                # fails clearly now instead of as a broken worker later.
+                loaded = await asyncio.to_thread(self.load_ca)
+                ca = None if use_pool else loaded
             yield _Crypto(executor=executor, ca=ca)
         finally:
             await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
@@ -1134,9 +1139,8 @@ class DeviceRegistry:
     ) -> None:
         values = []
         for row, item in zip(batch, issued, strict=True):
+            # A CSR row has the code it gives (or none); a manufactured one what was made.
             code = row.label_code if row.csr_pem is not None else item.label_code
-            if row.csr_pem is not None and row.code_source is not CodeSource.GIVEN:
-                code = None
             values.append(
                 {
                     "serial": row.serial,
@@ -1160,7 +1164,8 @@ class DeviceRegistry:
             )
         try:
             async with self.db.session() as session, session.begin():
-                await session.execute(insert(Device), values)
+                # Core executemany: the ORM's bulk path costs ~2x per row here.
+                await session.execute(insert(_device_table()), values)
         except IntegrityError as err:
             raise ImportRaced() from err
 
