@@ -30,7 +30,7 @@ from provisioning.errors import (
     VerificationCodeInvalid,
 )
 from provisioning.security.codes import SERIAL_PATTERN
-from provisioning.storage.devices import Binding, Share
+from provisioning.storage.devices import Binding, Event, Share
 
 routes = Routes(tag="devices")
 
@@ -199,6 +199,33 @@ class DevicePatch(RequestModel):
 
 class ShareRequest(ContactFields):
     permission: Permission
+
+
+class EventOut(ResponseModel):
+    serial: str
+    event_id: str
+    type: str
+    occurred_at: dt.datetime
+    result: str | None
+    via_hub: str | None
+    has_screenshot: bool
+
+    @classmethod
+    def of(cls, row: Event) -> EventOut:
+        """Build from the stored event."""
+        return cls(
+            serial=row.serial,
+            event_id=row.event_id,
+            type=row.event_type,
+            occurred_at=row.occurred_at,
+            result=row.result,
+            via_hub=row.via_serial,
+            has_screenshot=row.screenshot_enc is not None,
+        )
+
+
+class EventList(ResponseModel):
+    events: list[EventOut]
 
 
 # -- bind-state and binding ---------------------------------------------------------
@@ -442,3 +469,31 @@ async def decline_invitation(request: web.Request) -> ShareOut:
     return ShareOut.of(
         await request.app[SERVICES_KEY].devices.respond(principal(request), share_id, accept=False)
     )
+
+
+# -- events and the message feed ---------------------------------------------------------
+
+
+@routes.route(
+    "GET",
+    "/v1/devices/{serial}/events",
+    summary="Recent events of a device you own or share",
+    response=EventList,
+    errors=(DeviceNotFound,),
+)
+async def list_events(request: web.Request) -> EventList:
+    """Return the device's newest events."""
+    rows = await request.app[SERVICES_KEY].devices.events(principal(request), _serial(request))
+    return EventList(events=[EventOut.of(r) for r in rows])
+
+
+@routes.route(
+    "GET",
+    "/v1/messages",
+    summary="Your message feed: events of your devices with notifications on",
+    response=EventList,
+)
+async def list_messages(request: web.Request) -> EventList:
+    """Return the owner's feed, newest first."""
+    rows = await request.app[SERVICES_KEY].devices.feed(principal(request))
+    return EventList(events=[EventOut.of(r) for r in rows])

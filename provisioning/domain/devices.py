@@ -239,6 +239,36 @@ class DeviceService:
             now=now,
         )
 
+    # -- events -------------------------------------------------------------------
+
+    async def events(self, principal: Principal, serial: str, limit: int = 50) -> list[Event]:
+        """Return a device's recent events to its owner or a shared user."""
+        async with self.db.session() as session:
+            await self._view(session, principal, serial)
+            rows = await session.execute(
+                select(Event)
+                .where(Event.serial == serial)
+                .order_by(Event.occurred_at.desc())
+                .limit(limit)
+            )
+            return list(rows.scalars())
+
+    async def feed(self, principal: Principal, limit: int = 50) -> list[Event]:
+        """Return the owner's message feed: events of owned devices with notifications on."""
+        async with self.db.session() as session:
+            rows = await session.execute(
+                select(Event)
+                .join(Ownership, Ownership.serial == Event.serial)
+                .where(
+                    Ownership.account_id == principal.account_id,
+                    Event.account_id == principal.account_id,
+                    Event.in_feed.is_(True),
+                )
+                .order_by(Event.occurred_at.desc())
+                .limit(limit)
+            )
+            return list(rows.scalars())
+
     # -- sharing ------------------------------------------------------------------
 
     async def invite(

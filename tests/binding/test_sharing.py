@@ -121,3 +121,48 @@ async def test_owner_renames_and_changes_settings(
     device = await response.json()
     assert device["name"] == "Front door"
     assert device["settings"] == {"auto_upgrade": True, "notifications": False}
+
+
+async def test_shared_user_reads_events_and_only_the_owner_has_a_feed(
+    client: Client, outbox: OutboxSender, services: Services, register_device: RegisterDevice
+) -> None:
+    import uuid
+
+    from provisioning.storage.devices import Event
+
+    owner = await register(client, outbox, "o4@example.com")
+    guest = await register(client, outbox, "g4@example.com")
+    serial = await _owned_camera(client, services, owner["token"], register_device)
+    share = await (
+        await client.post(
+            f"/v1/devices/{serial}/shares",
+            json={"email": "g4@example.com", "permission": "view"},
+            headers=bearer(owner["token"]),
+        )
+    ).json()
+    await client.post(f"/v1/invitations/{share['share_id']}/accept", headers=bearer(guest["token"]))
+    now = services.clock.now()
+    async with services.db.session() as session:
+        for event_id, in_feed in (("e-feed", True), ("e-quiet", False)):
+            session.add(
+                Event(
+                    id=uuid.uuid4(),
+                    serial=serial,
+                    event_id=event_id,
+                    account_id=uuid.UUID(owner["account_id"]),
+                    event_type="motion",
+                    occurred_at=now,
+                    in_feed=in_feed,
+                    received_at=now,
+                )
+            )
+        await session.commit()
+    seen = await (
+        await client.get(f"/v1/devices/{serial}/events", headers=bearer(guest["token"]))
+    ).json()
+    assert sorted(e["event_id"] for e in seen["events"]) == ["e-feed", "e-quiet"]
+    feed = await (await client.get("/v1/messages", headers=bearer(owner["token"]))).json()
+    assert [e["event_id"] for e in feed["events"]] == ["e-feed"]
+    assert (await (await client.get("/v1/messages", headers=bearer(guest["token"]))).json())[
+        "events"
+    ] == []
