@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager
 
 from aiohttp import web
 
-from provisioning.api import auth, devices, health, me, privacy, registry
+from provisioning.api import auth, devices, health, me, ops, privacy, registry
 from provisioning.api.keys import OPENAPI_KEY, SERVICES_KEY
 from provisioning.api.middleware import error_middleware
 from provisioning.api.openapi import build_openapi
@@ -29,6 +29,7 @@ ROUTE_GROUPS: tuple[Routes, ...] = (
     devices.routes,
     registry.routes,
     privacy.routes,
+    ops.routes,
 )
 
 

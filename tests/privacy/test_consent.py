@@ -152,3 +152,23 @@ def services_account(issued: dict[str, Any]) -> Any:
     import uuid
 
     return uuid.UUID(issued["account_id"])
+
+
+async def test_ops_statistics_are_aggregates_with_small_groups_suppressed(
+    client: Client, outbox: OutboxSender, services: Services, register_device: RegisterDevice
+) -> None:
+    me = await register(client, outbox, "st@example.com")
+    for n in range(5):
+        await bind_with_code(client, services, me["token"], await register_device(f"ZC5-000000{n}"))
+    await register_device("ZL5-0000001", "lock", with_code=False)
+    ops = {"Authorization": f"Bearer {services.secrets.ops_token.get_secret_value()}"}
+    assert (await client.get("/v1/ops/statistics", headers=bearer(me["token"]))).status == 401
+    response = await client.get("/v1/ops/statistics", headers=ops)
+    text = await response.text()
+    body = await response.json()
+    assert body["breakdowns"]["bound_by_model"]["groups"] == {"CAM-100": 5}
+    assert body["breakdowns"]["registered_by_model"]["groups"] == {"CAM-100": 5}
+    assert body["breakdowns"]["registered_by_model"]["suppressed_groups"] == 1
+    assert "LOCK-2" not in text
+    assert "ZC5-" not in text
+    assert me["account_id"] not in text
