@@ -119,7 +119,9 @@ class ProgressBar:
         if progress.step != self._step:
             if self._step is not None:
                 self._stream.write("\n")
-            self._step, self._started, self._last = progress.step, now, 0.0
+                # A step starts when the one before it ended.
+                self._started = self._last
+            self._step, self._last = progress.step, 0.0
         elif not finished and now - self._last < self._interval:
             return
         self._last = now

@@ -920,7 +920,6 @@ class DeviceRegistry:
         rows, problems = await asyncio.to_thread(read_factory_file, path, fmt)
         problem_rows = {p.row for p in problems}
         total = len({row.row for row in rows} | problem_rows)
-        notify(ImportProgress("read", total, total))
         candidates = [row for row in rows if row.row not in problem_rows]
 
         digests = {row.serial: import_digest(row, self._code_key) for row in candidates}
@@ -928,6 +927,7 @@ class DeviceRegistry:
         problems.extend(conflicts)
         problem_rows |= {p.row for p in conflicts}
         new_rows = [row for row in new_rows if row.row not in problem_rows]
+        notify(ImportProgress("read", total, total))  # read, validated, compared
 
         signing = [row for row in new_rows if row.csr_pem is not None]
         making = [row for row in new_rows if row.csr_pem is None]

@@ -111,6 +111,37 @@ async def test_ca_and_device_commands_round_trip_without_printing_secrets(
     assert "CRL #3 with 1 revoked certificate(s)" in out
 
 
+async def test_labels_file_and_bridge_certificate_are_written_for_their_owner_only(
+    data_dir_env: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    await zanuo(capsys, "ca", "init")
+    factory = write_jsonl(tmp_path / "factory.jsonl", _fleet(3))
+    labels = tmp_path / "labels.txt"
+
+    status, out, _ = await zanuo(
+        capsys,
+        "devices",
+        "import",
+        str(factory),
+        "--generate-into",
+        str(tmp_path / "flash"),
+        "--labels",
+        str(labels),
+    )
+
+    assert (status, out) == (0, "")
+    assert [parse_label_payload(line).serial for line in labels.read_text().splitlines()] == [
+        serial_of(i) for i in range(3)
+    ]
+    assert labels.stat().st_mode & 0o077 == 0
+    status, out, _ = await zanuo(capsys, "ca", "bridge-cert")
+    assert status == 0
+    paths = CaPaths.in_data_dir(data_dir_env)
+    assert device_ca.common_name(device_ca.read_certificate(paths.bridge_cert_file)) == "bridge"
+    assert paths.bridge_key_file.stat().st_mode & 0o077 == 0
+    assert "bridge client certificate" in (await zanuo(capsys, "ca", "show"))[1]
+
+
 async def test_import_of_a_file_with_a_bad_row_exits_2_naming_row_and_field(
     data_dir_env: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
