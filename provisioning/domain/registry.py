@@ -72,6 +72,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning.clock import Clock, FrozenClock
 from provisioning.errors import DeviceNotFound, ZanuoError
@@ -922,7 +923,7 @@ class DeviceRegistry:
         total = len({row.row for row in rows} | problem_rows)
         candidates = [row for row in rows if row.row not in problem_rows]
 
-        digests = {row.serial: import_digest(row, self._code_key) for row in candidates}
+        digests = await asyncio.to_thread(self._digests, candidates)
         new_rows, unchanged, conflicts = await self._compare(candidates, digests, generate_into)
         problems.extend(conflicts)
         problem_rows |= {p.row for p in conflicts}
@@ -934,9 +935,10 @@ class DeviceRegistry:
         async with self._crypto(workers, len(new_rows)) as crypto:
             keys, csr_problems = await self._check_csrs(crypto, signing, notify)
             problems.extend(csr_problems)
+            if report is not None:
+                # Always written when asked for: an empty report says "no invalid row".
+                await asyncio.to_thread(write_report, report, problems)
             if problems:
-                if report is not None:
-                    await asyncio.to_thread(write_report, report, problems)
                 if not skip_invalid:
                     raise ImportRejected(sorted(problems, key=lambda p: (p.row, p.field)))
                 for problem in sorted(problems, key=lambda p: (p.row, p.field)):
@@ -963,6 +965,9 @@ class DeviceRegistry:
             summary.rows_per_second,
         )
         return summary
+
+    def _digests(self, rows: Sequence[FactoryRow]) -> dict[str, str]:
+        return {row.serial: import_digest(row, self._code_key) for row in rows}
 
     async def _compare(
         self, rows: Sequence[FactoryRow], digests: Mapping[str, str], generate_into: Path | None
@@ -999,7 +1004,7 @@ class DeviceRegistry:
             new_rows.append(row)
         return new_rows, unchanged, problems
 
-    async def _conflict_field(self, session: Any, row: FactoryRow) -> str:
+    async def _conflict_field(self, session: AsyncSession, row: FactoryRow) -> str:
         """Name the first field where a row differs from the stored device."""
         device = await session.get(Device, row.serial)
         if device is None:  # pragma: no cover - deleted between the two reads

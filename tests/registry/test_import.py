@@ -12,6 +12,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy import func, select
 
 from provisioning.domain.registry import (
+    CaPaths,
     DeviceRegistry,
     FactoryFileInvalid,
     ImportProgress,
@@ -19,6 +20,7 @@ from provisioning.domain.registry import (
     device_certificate,
 )
 from provisioning.security import ca as device_ca
+from provisioning.security.errors import CaNotInitialized, CaUnreadable
 from provisioning.services import Services
 from provisioning.storage.devices import Device
 from tests.registry.factory import (
@@ -270,3 +272,37 @@ async def test_row_without_a_csr_needs_simulated_manufacturing(
         await registry.import_file(path)
     assert [(p.row, p.field) for p in caught.value.problems] == [(1, "csr")]
     assert "--generate-into" in caught.value.problems[0].message
+
+
+async def test_import_without_a_usable_ca_fails_clearly_and_stores_nothing(
+    registry: DeviceRegistry, services: Services, premade_csrs: list[str], tmp_path: Path
+) -> None:
+    path = write_jsonl(tmp_path / "factory.jsonl", csr_rows(2, premade_csrs))
+    wrong = DeviceRegistry(
+        db=services.db,
+        clock=services.clock,
+        pepper=services.secrets.pepper.get_secret_value(),
+        paths=registry.paths,
+        ca_passphrase=b"not the passphrase",
+    )
+    with pytest.raises(CaUnreadable, match="wrong passphrase"):
+        await wrong.import_file(path)
+    missing = DeviceRegistry(
+        db=services.db,
+        clock=services.clock,
+        pepper=services.secrets.pepper.get_secret_value(),
+        paths=CaPaths.in_data_dir(tmp_path / "elsewhere"),
+        ca_passphrase=services.secrets.ca_passphrase.get_secret_value(),
+    )
+    with pytest.raises(CaNotInitialized):
+        await missing.import_file(path)
+    assert await _count(services) == 0
+
+
+async def test_report_is_written_even_when_every_row_is_valid(
+    registry: DeviceRegistry, premade_csrs: list[str], tmp_path: Path
+) -> None:
+    report = tmp_path / "report.jsonl"
+    path = write_jsonl(tmp_path / "factory.jsonl", csr_rows(2, premade_csrs))
+    summary = await registry.import_file(path, skip_invalid=True, report=report)
+    assert (summary.imported, summary.invalid, report.read_text()) == (2, 0, "")
