@@ -172,3 +172,27 @@ async def test_ops_statistics_are_aggregates_with_small_groups_suppressed(
     assert "LOCK-2" not in text
     assert "ZC5-" not in text
     assert me["account_id"] not in text
+
+
+async def test_material_policy_change_asks_every_account_to_consent_again(
+    client: Client, outbox: OutboxSender, services: Services, monkeypatch: Any
+) -> None:
+    import datetime as dt
+
+    from provisioning.domain import consent as consent_module
+
+    me = await register(client, outbox, "rc@example.com")
+    newer = consent_module.PolicyVersion("2027-03-01", dt.date(2027, 3, 1), material=True)
+    monkeypatch.setattr(consent_module, "POLICY_VERSIONS", (*consent_module.POLICY_VERSIONS, newer))
+    monkeypatch.setattr(services.consents, "policy", newer)
+    before = await (await client.get("/v1/me/consents", headers=bearer(me["token"]))).json()
+    assert before["needs_reconsent"] is True
+    assert before["current_policy_version"] == "2027-03-01"
+    after = await client.post(
+        "/v1/me/consents",
+        json={"purpose": "policy", "granted": True, "method": "reconsent_prompt"},
+        headers=bearer(me["token"]),
+    )
+    body = await after.json()
+    assert body["needs_reconsent"] is False
+    assert body["accepted_policy_version"] == "2027-03-01"
