@@ -1120,7 +1120,8 @@ class DeviceRegistry:
                 jobs.append((batch, crypto.manufacture(now, directory, specs)))
         labels: list[str] = []
         done = 0
-        notify(ImportProgress("import", 0, total))
+        if total:
+            notify(ImportProgress("import", 0, total))
         async with contextlib.aclosing(
             _pipelined(crypto.executor, jobs, lambda job: job[1])
         ) as results_in_order:
