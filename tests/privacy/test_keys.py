@@ -20,7 +20,8 @@ async def test_rotation_rewraps_every_key_so_the_old_kek_can_be_retired(
 ) -> None:
     me = await register(client, outbox, "rot@example.com", nickname="Rotated")
     old = services.secrets.active_kek
-    both = KeyRing({old: services.secrets.kek(old), "k2": pysecrets.token_bytes(32)}, active="k2")
+    new_kek = pysecrets.token_bytes(32)
+    both = KeyRing({old: services.secrets.kek(old), "k2": new_kek}, active="k2")
     rotating = Vault(both, services.vault.store)
     async with services.db.session() as session:
         assert await rotating.rotate(session, services.clock.now()) == 1
