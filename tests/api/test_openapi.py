@@ -50,3 +50,9 @@ async def test_request_schemas_forbid_unknown_fields(client: TestClient[Any, Any
                 assert schemas[name].get("additionalProperties") is False, (path, name)
             if "security" in op:
                 assert "401" in op["responses"], path
+
+
+def test_api_reference_page_is_generated_from_the_routes() -> None:
+    from scripts.gen_api_docs import DOC, render
+
+    assert DOC.read_text() == render(), "docs/API.md is stale: run scripts/gen_api_docs.py"
