@@ -53,6 +53,6 @@ async def test_request_schemas_forbid_unknown_fields(client: TestClient[Any, Any
 
 
 def test_api_reference_page_is_generated_from_the_routes() -> None:
-    from scripts.gen_api_docs import DOC, render
+    from provisioning.api.reference import API_DOC, render
 
-    assert DOC.read_text() == render(), "docs/API.md is stale: run scripts/gen_api_docs.py"
+    assert API_DOC.read_text() == render(), "docs/API.md is stale: run scripts/gen_api_docs.py"
