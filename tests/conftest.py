@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from argon2 import PasswordHasher
 from sqlalchemy import text
 
+from provisioning.api.middleware import AccessLogger
 from provisioning.app import create_app
 from provisioning.clock import FrozenClock
 from provisioning.config import Secrets, Settings, load_secrets, load_settings
@@ -164,7 +165,7 @@ async def app(services: Services, settings: Settings, secrets: Secrets) -> web.A
 @pytest.fixture
 async def client(app: web.Application) -> AsyncIterator[TestClient[Any, Any]]:
     """Return an HTTP client talking to the app over a real loopback socket."""
-    async with TestClient(TestServer(app)) as test_client:
+    async with TestClient(TestServer(app, access_log_class=AccessLogger)) as test_client:
         yield test_client
 
 
