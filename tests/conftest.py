@@ -165,7 +165,10 @@ async def app(services: Services, settings: Settings, secrets: Secrets) -> web.A
 @pytest.fixture
 async def client(app: web.Application) -> AsyncIterator[TestClient[Any, Any]]:
     """Return an HTTP client talking to the app over a real loopback socket."""
-    async with TestClient(TestServer(app, access_log_class=AccessLogger)) as test_client:
+    server = TestServer(app)
+    # The production access logger (no query strings, no bodies), as `zanuo serve` runs it.
+    await server.start_server(access_log_class=AccessLogger)
+    async with TestClient(server) as test_client:
         yield test_client
 
 

@@ -58,3 +58,30 @@ async def test_unreachable_smtp_server_is_service_unavailable() -> None:
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
     with pytest.raises(ServiceUnavailable):
         await sender.send(CodeMessage("email", "kim@example.com", "login", "111111", expires))
+
+
+async def test_sms_webhook_receives_the_text_and_refusals_are_service_unavailable() -> None:
+    import aiohttp
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from provisioning.notify.delivery import WebhookSmsSender
+
+    received: list[dict[str, Any]] = []
+    status = {"code": 200}
+
+    async def gateway(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(status=status["code"])
+
+    app = web.Application()
+    app.router.add_post("/sms", gateway)
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    async with TestServer(app) as server, aiohttp.ClientSession() as http:
+        sender = WebhookSmsSender(str(server.make_url("/sms")), http)
+        await sender.send(CodeMessage("sms", "+4915112345678", "login", "905113", expires))
+        assert received[0]["to"] == "+4915112345678"
+        assert "905113" in received[0]["text"]
+        status["code"] = 503
+        with pytest.raises(ServiceUnavailable):
+            await sender.send(CodeMessage("sms", "+4915112345678", "login", "905114", expires))
