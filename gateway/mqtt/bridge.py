@@ -167,8 +167,10 @@ class MqttBridge:
         self._events: asyncio.Queue[_PendingEvent] = asyncio.Queue(maxsize=options.receive_maximum)
         self._stack: contextlib.AsyncExitStack | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         self.reconnects = 0
         self.kicks = 0
+        self.events_stored = 0
         self.dispatcher = CommandDispatcher(
             db=services.db,
             clock=services.clock,
@@ -187,6 +189,7 @@ class MqttBridge:
     async def __aenter__(self) -> Self:
         if self._stack is not None:
             raise RuntimeError("this bridge is already running")
+        self._stopping = False
         await self._refresh_online_gauge()
         async with contextlib.AsyncExitStack() as stack:
             group = await stack.enter_async_context(asyncio.TaskGroup())
@@ -217,15 +220,20 @@ class MqttBridge:
             await stack.aclose()
 
     async def _stop_tasks(self) -> None:
+        self._stopping = True
+        connection, workers = self._tasks[0], self._tasks[1:]
+        self._tasks = []
+        for task in workers:
+            task.cancel()
+        if workers:
+            await asyncio.wait(workers)
         client = self._client
         if client is not None and self._connected.is_set():
             # Say goodbye on the retained topic: a clean DISCONNECT fires no LWT.
             with contextlib.suppress(aiomqtt.MqttError, OSError, TimeoutError):
                 async with asyncio.timeout(2):
                     await self._publish_presence(client, online=False)
-        for task in reversed(self._tasks):
-            task.cancel()
-        self._tasks = []
+        connection.cancel()
 
     @property
     def connected(self) -> bool:
@@ -306,6 +314,8 @@ class MqttBridge:
                 self._connected.clear()
                 self._metrics.bridge_connected.set(0)
                 self._client = None
+            if self._stopping:
+                return
             # Full jitter: many bridges restarting together do not reconnect in step.
             delay = backoff * random.uniform(0.5, 1.0)
             backoff = min(backoff * 2, self.options.backoff_max_s)
@@ -593,6 +603,7 @@ class MqttBridge:
             if rows:
                 await session.execute(self._insert_events, rows)
                 await session.commit()
+        self.events_stored += len(rows)
 
     # ------------------------------------------------------------------ revocation
 

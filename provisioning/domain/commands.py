@@ -20,6 +20,7 @@ from cryptography import x509
 from provisioning.domain.accounts import Principal
 from provisioning.domain.devices import DeviceService
 from provisioning.errors import DeviceOffline, ServiceUnavailable, ValidationFailed
+from provisioning.metrics import Metrics
 from provisioning.security import sealing
 from provisioning.security.errors import SealError
 from provisioning.storage.devices import Device
@@ -83,15 +84,19 @@ def check_envelope(envelope: str) -> None:
 class WifiChanges:
     """Send new Wi-Fi credentials to an online device the caller owns."""
 
-    def __init__(self, devices: DeviceService, sender: DeviceCommandSender | None) -> None:
+    def __init__(
+        self, devices: DeviceService, sender: DeviceCommandSender | None, metrics: Metrics
+    ) -> None:
         self._devices = devices
         self._sender = sender
+        self._metrics = metrics
 
     async def _online_device(self, principal: Principal, serial: str) -> Device:
         async with self._devices.db.session() as session:
             await self._devices.require_owner(session, principal, serial)
             device = await session.get(Device, serial)
         if device is None or not device.online:
+            self._metrics.commands.labels(WIFI_COMMAND, "offline").inc()
             raise DeviceOffline(serial=serial)
         return device
 

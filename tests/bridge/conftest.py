@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -130,9 +132,9 @@ def credentials_of(pki: LocalPki, serial: str) -> DeviceCredentials:
     return DeviceCredentials(serial=serial, directory=folder, certificate=certificate)
 
 
-def sample(services: Services, name: str, **labels: str) -> float:
+def sample(services: Services, metric: str, /, **labels: str) -> float:
     """Return a metric sample's value (0 when it was never touched)."""
-    return services.metrics.registry.get_sample_value(name, labels) or 0.0
+    return services.metrics.registry.get_sample_value(metric, labels) or 0.0
 
 
 @pytest.fixture
@@ -151,3 +153,18 @@ def own_device(
         return credentials_of(device_pki, serial), principal.account_id
 
     return make
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (not skip) the SQLite file scans when the run uses PostgreSQL."""
+    if not os.environ.get("PYTEST_ZANUO_DATABASE_URL"):
+        return
+    here = Path(__file__).parent
+    deselected = [
+        item
+        for item in items
+        if item.get_closest_marker("sqlite_only") and here in Path(str(item.path)).parents
+    ]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in deselected]
