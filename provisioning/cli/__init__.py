@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from provisioning.cli import (
+    bridge_cmd,
     ca_cmd,
     config_cmd,
     db_cmd,
@@ -18,7 +19,7 @@ from provisioning.cli import (
 from provisioning.cli.common import run_command
 from provisioning.errors import ZanuoError
 
-GROUPS = (serve_cmd, config_cmd, db_cmd, ca_cmd, devices_cmd, retention_cmd, keys_cmd)
+GROUPS = (serve_cmd, config_cmd, db_cmd, ca_cmd, devices_cmd, retention_cmd, keys_cmd, bridge_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
