@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -163,3 +164,38 @@ async def test_reload_of_a_stopped_broker_is_an_error(device_pki: LocalPki, tmp_
         pass
     with pytest.raises(BrokerError, match="not running"):
         await broker.reload()
+
+
+async def test_bridge_session_keeps_every_event_across_its_absence_and_a_broker_restart(
+    device_pki: LocalPki, tmp_path: Path
+) -> None:
+    device = device_pki.mint_device("ZC1-0001")
+    total = 1500  # more than Mosquitto's default queue (1000 per client): pins the template
+    session: dict[str, Any] = {"identifier": "bridge-test-7f3a9c", "clean_session": False}
+    async with running_broker(device_pki, tmp_path / "data", restart_backoff=0.05) as broker:
+        async with connect_mqtt(
+            broker.host, broker.port, device_pki.bridge_tls_context(), **session
+        ) as bridge:
+            await bridge.subscribe("zn/v1/+/event", qos=1)
+        async with connect_mqtt(broker.host, broker.port, device.tls_context()) as camera:
+            for n in range(total):
+                await camera.publish("zn/v1/ZC1-0001/event", str(n).encode(), qos=1)
+
+        pid = broker.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGTERM)  # Mosquitto saves its persistence file and exits
+        async with asyncio.timeout(10):
+            while broker.restarts < 1 or not broker.running:  # noqa: ASYNC110 (polling a process, no event to wait on)
+                await asyncio.sleep(0.02)
+
+        received: set[int] = set()
+        async with connect_mqtt(
+            broker.host, broker.port, device_pki.bridge_tls_context(), **session
+        ) as bridge:
+            async with asyncio.timeout(20):
+                async for message in bridge.messages:
+                    assert isinstance(message.payload, bytes)
+                    received.add(int(message.payload))
+                    if len(received) == total:
+                        break
+    assert received == set(range(total))
