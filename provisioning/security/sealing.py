@@ -46,6 +46,7 @@ _CONTEXT: Final = b"zanuo/seal/v1"
 _POINT_LEN: Final = 33
 _TAG_LEN: Final = 16
 _HEADER_LEN: Final = 1 + _POINT_LEN
+MIN_ENVELOPE_BYTES: Final = _HEADER_LEN + _TAG_LEN  # an envelope sealing empty plaintext
 
 
 def _compressed(key: ec.EllipticCurvePublicKey) -> bytes:
@@ -148,7 +149,7 @@ def open_sealed(
     """Open an envelope on the device with its certificate's private key."""
     data = decode_envelope_text(envelope) if isinstance(envelope, str) else envelope
     aad = _associated_data(serial, command_id)
-    if len(data) < _HEADER_LEN + _TAG_LEN:
+    if len(data) < MIN_ENVELOPE_BYTES:
         raise SealError("the sealed message is truncated")
     if data[0] != ENVELOPE_VERSION:
         raise SealError("unsupported sealed message version", version=data[0])
