@@ -40,6 +40,13 @@ async def _port_refuses(host: str, port: int) -> bool:
     return False
 
 
+async def _restarted(broker: ManagedMosquitto, times: int = 1) -> None:
+    """Wait until the supervisor has restarted the broker ``times`` times and it serves."""
+    async with asyncio.timeout(10):
+        while broker.restarts < times or not broker.running:  # noqa: ASYNC110 (polling a child process)
+            await asyncio.sleep(0.02)
+
+
 async def test_killed_broker_is_restarted_and_serves_devices_again(
     device_pki: LocalPki, tmp_path: Path
 ) -> None:
@@ -48,9 +55,7 @@ async def test_killed_broker_is_restarted_and_serves_devices_again(
         first_pid = broker.pid
         assert first_pid is not None
         os.kill(first_pid, signal.SIGKILL)
-        async with asyncio.timeout(10):
-            while broker.restarts < 1 or not broker.running:  # noqa: ASYNC110 (polling a process, no event to wait on)
-                await asyncio.sleep(0.02)
+        await _restarted(broker)
         assert broker.pid not in (None, first_pid)
         assert await broker.check_health()
         async with connect_mqtt(broker.host, broker.port, device.tls_context()):
@@ -65,9 +70,7 @@ async def test_hung_broker_is_killed_and_restarted(device_pki: LocalPki, tmp_pat
         hung_pid = broker.pid
         assert hung_pid is not None
         os.kill(hung_pid, signal.SIGSTOP)  # alive, port open, answers nothing
-        async with asyncio.timeout(10):
-            while broker.restarts < 1 or not broker.running:  # noqa: ASYNC110 (polling a process, no event to wait on)
-                await asyncio.sleep(0.02)
+        await _restarted(broker)
         assert not _process_exists(hung_pid)
         assert await broker.check_health()
 
@@ -184,9 +187,7 @@ async def test_bridge_session_keeps_every_event_across_its_absence_and_a_broker_
         pid = broker.pid
         assert pid is not None
         os.kill(pid, signal.SIGTERM)  # Mosquitto saves its persistence file and exits
-        async with asyncio.timeout(10):
-            while broker.restarts < 1 or not broker.running:  # noqa: ASYNC110 (polling a process, no event to wait on)
-                await asyncio.sleep(0.02)
+        await _restarted(broker)
 
         received: set[int] = set()
         async with connect_mqtt(
