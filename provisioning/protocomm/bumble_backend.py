@@ -1,10 +1,12 @@
 """A bleak client backend that runs on bumble, and a virtual BLE link to run it on.
 
 ``VirtualBleLink`` puts bumble controllers on one in-process ``LocalLink``: no
-radio, but real HCI, L2CAP, ATT and GATT encoding. ``bleak_backend(central)``
-returns a ``BaseBleakClient`` subclass bound to a bumble central, so the
-ordinary ``BleakClient(address, backend=...)`` code path runs against
-simulated peripherals (devices, locks, hubs). Needs the ``bumble`` test extra.
+radio, but real HCI, advertising, L2CAP, ATT and GATT encoding.
+``bleak_backend(central)`` and ``bleak_scanner_backend(central)`` return
+``BaseBleakClient`` / ``BaseBleakScanner`` subclasses bound to a bumble central,
+so the ordinary ``BleakClient(address, backend=...)`` and
+``BleakScanner(backend=...)`` code paths run against simulated peripherals
+(devices, locks, hubs). Needs the ``bumble`` test extra.
 """
 
 from __future__ import annotations
@@ -20,11 +22,21 @@ from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.client import BaseBleakClient, NotifyCallback
 from bleak.backends.descriptor import BleakGATTDescriptor
 from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData, AdvertisementDataCallback, BaseBleakScanner
 from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 from bleak.exc import BleakError
 from bumble import att, core, hci
 from bumble.controller import Controller
-from bumble.device import Connection, Device, Peer
+from bumble.core import AdvertisingData
+from bumble.device import (
+    Advertisement,
+    AdvertisingEventProperties,
+    AdvertisingParameters,
+    AdvertisingSet,
+    Connection,
+    Device,
+    Peer,
+)
 from bumble.gatt_client import CharacteristicProxy
 from bumble.host import Host
 from bumble.link import LocalLink
@@ -213,6 +225,99 @@ def bleak_backend(central: Device) -> type[BaseBleakClient]:
     return type("BoundBumbleBleakClient", (BumbleBleakClient,), {"central": central})
 
 
+_UUID_LISTS = (
+    AdvertisingData.Type.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS,
+    AdvertisingData.Type.INCOMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS,
+    AdvertisingData.Type.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
+    AdvertisingData.Type.INCOMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
+)
+
+
+class BumbleBleakScanner(BaseBleakScanner):
+    """``BaseBleakScanner`` over a bumble central; use :func:`bleak_scanner_backend` to bind one."""
+
+    central: ClassVar[Device | None] = None
+
+    def __init__(
+        self,
+        detection_callback: AdvertisementDataCallback | None,
+        service_uuids: list[str] | None,
+        scanning_mode: str = "active",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(detection_callback, service_uuids)
+        self._active = scanning_mode == "active"
+
+    def _central(self) -> Device:
+        central = type(self).central
+        if central is None:
+            raise BleakError("no bumble central bound: use bleak_scanner_backend(central)")
+        return central
+
+    async def start(self) -> None:
+        """Start scanning on the virtual link."""
+        central = self._central()
+        self.seen_devices = {}
+        central.on(central.EVENT_ADVERTISEMENT, self._on_advertisement)
+        await central.start_scanning(active=self._active, filter_duplicates=False)
+
+    async def stop(self) -> None:
+        """Stop scanning."""
+        central = self._central()
+        await central.stop_scanning()
+        central.remove_listener(central.EVENT_ADVERTISEMENT, self._on_advertisement)
+
+    def _on_advertisement(self, advertisement: Advertisement) -> None:
+        data = advertisement.data
+        uuids: list[str] = []
+        for kind in _UUID_LISTS:
+            found = data.get(kind)
+            if isinstance(found, list):
+                uuids.extend(_uuid_str(u) for u in found if isinstance(u, core.UUID))
+        name = data.get(AdvertisingData.Type.COMPLETE_LOCAL_NAME) or data.get(
+            AdvertisingData.Type.SHORTENED_LOCAL_NAME
+        )
+        address = str(advertisement.address).removesuffix("/P")
+        seen = self.seen_devices.get(address)
+        if seen is not None:
+            # Merge a scan response into what the advertisement said.
+            uuids = sorted(set(uuids) | set(seen[1].service_uuids))
+            name = name or seen[1].local_name
+        if not self.is_allowed_uuid(uuids):
+            return
+        adv = AdvertisementData(
+            local_name=name if isinstance(name, str) else None,
+            manufacturer_data={},
+            service_data={},
+            service_uuids=uuids,
+            tx_power=None,
+            rssi=advertisement.rssi,
+            platform_data=(advertisement,),
+        )
+        device = self.create_or_update_device(address, address, adv.local_name, advertisement, adv)
+        self.call_detection_callbacks(device, adv)
+
+
+def bleak_scanner_backend(central: Device) -> type[BaseBleakScanner]:
+    """Return a bleak scanner backend class that listens through ``central``."""
+    return type("BoundBumbleBleakScanner", (BumbleBleakScanner,), {"central": central})
+
+
+def advertising_payload(name: str, service_uuid: str) -> bytes:
+    """Return advertising data: flags, the provisioning service UUID and the complete name."""
+    data = AdvertisingData(
+        [
+            (AdvertisingData.Type.FLAGS, bytes([0x06])),  # LE general discoverable, no BR/EDR
+            (
+                AdvertisingData.Type.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
+                bytes(core.UUID(service_uuid).to_bytes()),
+            ),
+            (AdvertisingData.Type.COMPLETE_LOCAL_NAME, name.encode()),
+        ]
+    )
+    return bytes(data)
+
+
 class VirtualBleLink:
     """An in-process BLE link: add bumble devices, connect to them with bleak."""
 
@@ -236,12 +341,33 @@ class VirtualBleLink:
         self._count += 1
         return f"F0:00:00:00:{self._count >> 8:02X}:{self._count & 0xFF:02X}"
 
-    async def add_peripheral(self, name: str, address: str | None = None) -> Device:
-        """Add a powered-on, connectable, advertising peripheral."""
+    async def add_peripheral(
+        self, name: str, *, address: str | None = None, service_uuid: str | None = None
+    ) -> Device:
+        """Add a powered-on, connectable peripheral, advertising ``service_uuid`` if given."""
         device = self._new_device(address or self.next_address(), name)
         await device.power_on()
-        await device.start_advertising(auto_restart=True)
+        if service_uuid is not None:
+            await self.advertise(device, name, service_uuid)
+        else:
+            await device.start_advertising(auto_restart=True, advertising_interval_min=20.0)
         return device
+
+    async def advertise(self, device: Device, name: str, service_uuid: str) -> AdvertisingSet:
+        """Advertise the provisioning service and name (pairing mode) until the set is stopped."""
+        # An extended (non-legacy) set carries service UUID and name in one PDU: bumble's
+        # virtual controller answers legacy scan requests with the advertising data, so a
+        # name in a legacy scan response would never reach the scanner.
+        parameters = AdvertisingParameters(
+            advertising_event_properties=AdvertisingEventProperties(is_connectable=True),
+            primary_advertising_interval_min=20.0,
+            primary_advertising_interval_max=20.0,
+        )
+        return await device.create_advertising_set(
+            advertising_parameters=parameters,
+            advertising_data=advertising_payload(name, service_uuid),
+            auto_restart=True,
+        )
 
     async def add_central(self, name: str = "central") -> Device:
         """Add a powered-on central to connect from."""

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from bleak import BleakClient
+from bleak import BleakClient, BleakScanner
 
-from provisioning.protocomm.ble import ESPRESSIF_SERVICE_UUID, USER_DESCRIPTION_UUID, endpoint_uuid
+from provisioning.protocomm.ble import (
+    ESPRESSIF_SERVICE_UUID,
+    USER_DESCRIPTION_UUID,
+    BleTransport,
+    endpoint_uuid,
+)
 from provisioning.protocomm.ble_server import ProtocommGattServer
-from provisioning.protocomm.bumble_backend import VirtualBleLink, bleak_backend
+from provisioning.protocomm.bumble_backend import (
+    VirtualBleLink,
+    bleak_backend,
+    bleak_scanner_backend,
+)
+from provisioning.protocomm.client import Credentials, ProvisioningClient
 from provisioning.protocomm.security import Sec1Config
 from provisioning.protocomm.service import ProvisioningDevice
 from simulators.wifi_world import WifiWorld
@@ -51,3 +61,27 @@ async def test_bleak_sees_one_named_characteristic_per_endpoint(wifi_world: Wifi
         "custom-echo": "021aff54-0382-4aea-bff4-6b3f1c5adfb4",
     }
     assert all({"read", "write"} <= set(c.properties) for c in names.values())
+
+
+async def test_bleak_scanner_finds_the_device_by_service_and_connects_to_it(
+    wifi_world: WifiWorld,
+) -> None:
+    device = ProvisioningDevice(Sec1Config(pop=POP), wifi_world.station("lock"))
+    async with device, VirtualBleLink() as link:
+        await link.add_peripheral("bystander")  # advertises, but not our service
+        lock = await link.add_peripheral("zn-lock-42", service_uuid=ESPRESSIF_SERVICE_UUID)
+        ProtocommGattServer(device.protocomm).attach(lock)
+        central = await link.add_central()
+        found = await BleakScanner.find_device_by_filter(
+            lambda _device, adv: adv.local_name == "zn-lock-42",
+            timeout=5,
+            service_uuids=[ESPRESSIF_SERVICE_UUID],
+            backend=bleak_scanner_backend(central),
+        )
+        assert found is not None
+        async with BleTransport(found, backend=bleak_backend(central)) as transport:
+            client = ProvisioningClient(transport)
+            await client.establish_session(Credentials(pop=POP))
+            version = await client.get_version()
+    assert found.address == str(lock.random_address)
+    assert version.sec_ver == 1
