@@ -31,17 +31,23 @@ from types import TracebackType
 from typing import Any, Final, Literal, Protocol, Self
 
 import aiohttp
+from bleak import BleakScanner
 from bleak.backends.client import BaseBleakClient
-from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import BaseBleakScanner
+from cryptography import x509
 
+from provisioning.domain.commands import WifiCredentials as CloudWifiCredentials
 from provisioning.errors import DeviceNotFound, TooManyAttempts, ZanuoError
 from provisioning.notify.delivery import OutboxSender
 from provisioning.protocomm.ble import ESPRESSIF_SERVICE_UUID, BleTransport
 from provisioning.protocomm.client import Credentials, ProvisioningClient, Transport
+from provisioning.protocomm.device import ProtocommDevice
 from provisioning.protocomm.errors import WifiConnectFailed
 from provisioning.protocomm.http import HttpTransport
+from provisioning.protocomm.local import LocalTransport
 from provisioning.protocomm.wifi import AccessPointInfo, Connection, FailReason
 from provisioning.security.codes import LabelPayload, parse_label_payload
+from provisioning.security.sealing import seal_text
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -86,6 +92,14 @@ class NetworkNotFound(AppError):
     def __init__(self, ssid: str) -> None:
         super().__init__(f"network {ssid!r} not found")
         self.ssid = ssid
+
+
+class DeviceNotAdvertising(AppError):
+    """No device with that name advertises the provisioning service (not in setup mode?)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no {name!r} advertising the provisioning service nearby")
+        self.name = name
 
 
 class WrongWifiPassword(AppError):
@@ -240,18 +254,53 @@ class SoftApLink:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class BleLink:
-    """The device's GATT service, reached through bleak with ``backend`` (None: the platform's)."""
+    """The device's GATT service, found by its advertised name as a phone finds it.
 
-    address: str | BLEDevice
+    The phone scans for the provisioning service and picks the advertisement
+    named ``name`` (``ZN-<serial>`` on Zanuo devices), then connects through
+    bleak. ``backend`` / ``scanner_backend`` are bleak's backends (None: the
+    platform's; the bumble-backed ones on a virtual link).
+    """
+
+    name: str
     backend: type[BaseBleakClient] | None = None
+    scanner_backend: type[BaseBleakScanner] | None = None
     service_uuid: str = ESPRESSIF_SERVICE_UUID
+    scan_timeout: float = 10.0
     timeout: float = 10.0
 
     def open(self) -> AbstractAsyncContextManager[Transport]:
-        """Connect and map the endpoints."""
-        return BleTransport(
-            self.address, service_uuid=self.service_uuid, backend=self.backend, timeout=self.timeout
+        """Scan, connect and map the endpoints."""
+        return self._open()
+
+    @asynccontextmanager
+    async def _open(self) -> AsyncIterator[Transport]:
+        scanner: dict[str, Any] = {}
+        if self.scanner_backend is not None:
+            scanner["backend"] = self.scanner_backend
+        found = await BleakScanner.find_device_by_filter(
+            lambda _device, advertisement: advertisement.local_name == self.name,
+            timeout=self.scan_timeout,
+            service_uuids=[self.service_uuid],
+            **scanner,
         )
+        if found is None:
+            raise DeviceNotAdvertising(self.name)
+        async with BleTransport(
+            found, service_uuid=self.service_uuid, backend=self.backend, timeout=self.timeout
+        ) as transport:
+            yield transport
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InProcessLink:
+    """A device in the same process, reached without sockets (load tests)."""
+
+    device: ProtocommDevice
+
+    def open(self) -> AbstractAsyncContextManager[Transport]:
+        """Open one in-process session."""
+        return LocalTransport(self.device)
 
 
 CodeReader = Callable[[str, str], Awaitable[str]]
@@ -481,6 +530,16 @@ class PhoneApp:
             raise NetworkNotFound(ssid)
         return max(found, key=lambda ap: ap.rssi)
 
+    # -- privacy ------------------------------------------------------------------
+
+    async def set_consent(self, purpose: str, *, granted: bool) -> dict[str, bool]:
+        """Grant or withdraw an optional purpose in the app's settings."""
+        doc = await self.request(
+            "POST", "/v1/me/consents", json={"purpose": purpose, "granted": granted}
+        )
+        purposes: dict[str, bool] = doc["purposes"]
+        return purposes
+
     # -- devices ------------------------------------------------------------------
 
     async def devices(self) -> list[dict[str, Any]]:
@@ -514,6 +573,37 @@ class PhoneApp:
     async def unbind(self, serial: str) -> None:
         """Remove a device from the account (the cloud resets it)."""
         await self.request("DELETE", f"/v1/devices/{serial}")
+
+    async def change_wifi(
+        self,
+        serial: str,
+        ssid: str,
+        passphrase: str,
+        *,
+        certificate: x509.Certificate | None = None,
+        bssid: str | None = None,
+    ) -> str:
+        """Send a device new Wi-Fi credentials; sealed here when its certificate is known.
+
+        With ``certificate`` the passphrase leaves the phone only sealed to the
+        device key (for a command id the app picks); without it, it goes plain
+        over TLS and the service seals it at once. Returns the command id.
+        """
+        path = f"/v1/devices/{serial}/wifi"
+        if certificate is None:
+            body: dict[str, Any] = {"ssid": ssid, "passphrase": passphrase}
+            if bssid is not None:
+                body["bssid"] = bssid
+            doc = await self.request("POST", path, json=body)
+        else:
+            command_id = str(uuid.uuid4())
+            plaintext = CloudWifiCredentials(ssid, passphrase, bssid).to_json()
+            envelope = seal_text(certificate, plaintext, serial=serial, command_id=command_id)
+            del plaintext
+            doc = await self.request(
+                "POST", path, json={"sealed": envelope, "command_id": command_id}
+            )
+        return str(doc["command_id"])
 
     async def share(self, serial: str, email: str, permission: str = "view") -> dict[str, Any]:
         """Invite another account to a device."""
@@ -583,7 +673,9 @@ __all__ = [
     "BleLink",
     "BoundDevice",
     "CodeReader",
+    "DeviceNotAdvertising",
     "GeoLocation",
+    "InProcessLink",
     "LocalLink",
     "NetworkNotFound",
     "PairingToken",

@@ -8,18 +8,28 @@ body), so a test can prove that no canary ever reached the backend.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestServer
 
+from gateway.mqtt.bridge import MqttBridge
+from gateway.mqtt.broker import ManagedMosquitto
+from provisioning.api import wifi
+from provisioning.app import create_app
+from provisioning.config import Secrets, Settings
 from provisioning.notify.delivery import OutboxSender
+from provisioning.services import Services
 from simulators.app import GeoLocation, PhoneApp, outbox_code_reader
+from simulators.flash import DeviceFlash, FactoryInfo
 from simulators.wifi_world import AccessPoint, WifiWorld
+from tests.bridge.conftest import running_bridge
+from tests.fixtures.devices import RegisterDevice
+from tests.fixtures.mosquitto import LocalPki
 
 PHONE_LOCATION = GeoLocation(47.3768912, 8.5416934)
 HOME_SSID = "zanuo-e2e-home"
@@ -75,18 +85,62 @@ class RequestLog:
         return [r for r in self.requests if any(f in r.raw() for f in forms)]
 
 
-@pytest.fixture
-def request_log(app: web.Application) -> RequestLog:
-    """Record every request the app receives (installed before the server starts)."""
-    log = RequestLog()
-    app.middlewares.insert(0, log.middleware)
-    return log
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stack:
+    """The running backend: API (every request recorded), broker, bridge, and where they write."""
+
+    api_url: str
+    broker: ManagedMosquitto
+    bridge: MqttBridge
+    requests: RequestLog
+    data_dir: Path
+
+    @property
+    def broker_address(self) -> tuple[str, int]:
+        """Return the broker's address as the app hands it to devices."""
+        return self.broker.host, self.broker.port
 
 
 @pytest.fixture
-async def api_url(request_log: RequestLog, client: TestClient[Any, Any]) -> str:
-    """Return the base URL of the running app (requests recorded)."""
-    return str(client.make_url("")).rstrip("/")
+def request_log() -> RequestLog:
+    """Return the log of every request the API receives."""
+    return RequestLog()
+
+
+@pytest.fixture
+async def stack(
+    settings: Settings,
+    secrets: Secrets,
+    services: Services,
+    device_pki: LocalPki,
+    mosquitto_broker: ManagedMosquitto,
+    request_log: RequestLog,
+    data_dir: Path,
+) -> AsyncIterator[Stack]:
+    """Run the API with the Wi-Fi routes and the bridge as its command sender, as the CLI does."""
+
+    @contextlib.asynccontextmanager
+    async def given() -> AsyncIterator[Services]:
+        yield services
+
+    async with running_bridge(services, device_pki, mosquitto_broker) as bridge:
+        app = create_app(settings, secrets, services=given, extra_routes=(wifi.routes,))
+        app[wifi.COMMAND_SENDER_KEY] = bridge
+        app.middlewares.insert(0, request_log.middleware)
+        async with TestServer(app) as server:
+            yield Stack(
+                str(server.make_url("")).rstrip("/"),
+                mosquitto_broker,
+                bridge,
+                request_log,
+                data_dir,
+            )
+
+
+@pytest.fixture
+def api_url(stack: Stack) -> str:
+    """Return the base URL of the running API."""
+    return stack.api_url
 
 
 @pytest.fixture
@@ -129,6 +183,27 @@ async def phone(phone_factory: PhoneFactory) -> PhoneApp:
     return await phone_factory("owner@example.com")
 
 
-def files_under(*roots: Path) -> list[Path]:
-    """Return every regular file under ``roots``."""
-    return [p for root in roots if root.exists() for p in root.rglob("*") if p.is_file()]
+Manufacture = Callable[..., Awaitable[Path]]
+
+
+@pytest.fixture
+def manufacture(register_device: RegisterDevice, device_pki: LocalPki) -> Manufacture:
+    """Return a function that registers a device and writes its flash folder (with the label)."""
+
+    async def make(serial: str, device_type: str = "camera", *, ble_mac: str | None = None) -> Path:
+        factory = await register_device(serial, device_type, with_code=device_type != "lock")
+        folder = device_pki.directory / "devices" / serial
+        DeviceFlash.write_factory_info(
+            folder,
+            FactoryInfo(
+                serial=serial,
+                model={"camera": "CAM-100", "hub": "HUB-1"}.get(device_type, "LOCK-2"),
+                device_type=device_type,
+                capabilities=("ble",) if device_type == "lock" else ("wifi", "ble"),
+                label_code=factory.code,
+                ble_mac=ble_mac,
+            ),
+        )
+        return folder
+
+    return make
