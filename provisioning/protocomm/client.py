@@ -152,44 +152,47 @@ class ProvisioningClient:
 
     # ------------------------------------------------------------------ scan
 
+    async def _scan(
+        self, request: wifi_scan_pb2.WiFiScanPayload, what: str
+    ) -> wifi_scan_pb2.WiFiScanPayload:
+        answer = await self.call(PROV_SCAN, request.SerializeToString())
+        payload = _parse(wifi_scan_pb2.WiFiScanPayload, answer)
+        _check(payload.status, what)
+        return payload
+
     async def scan(self, *, blocking: bool = True) -> list[AccessPointInfo]:
         """Scan and read all results, four at a time (bound the call with ``asyncio.timeout``)."""
         start = wifi_scan_pb2.WiFiScanPayload(msg=wifi_scan_pb2.TypeCmdScanStart)
         start.cmd_scan_start.blocking = blocking
-        answer = _parse(
-            wifi_scan_pb2.WiFiScanPayload, await self.call(PROV_SCAN, start.SerializeToString())
-        )
-        _check(answer.status, "scan start")
-        while True:
-            query = wifi_scan_pb2.WiFiScanPayload(msg=wifi_scan_pb2.TypeCmdScanStatus)
-            query.cmd_scan_status.SetInParent()
-            answer = _parse(
-                wifi_scan_pb2.WiFiScanPayload,
-                await self.call(PROV_SCAN, query.SerializeToString()),
-            )
-            _check(answer.status, "scan status")
-            if answer.resp_scan_status.scan_finished:
+        await self._scan(start, "scan start")
+        query = wifi_scan_pb2.WiFiScanPayload(msg=wifi_scan_pb2.TypeCmdScanStatus)
+        query.cmd_scan_status.SetInParent()
+        while True:  # the device has no notification: polling is the protocol
+            status = (await self._scan(query, "scan status")).resp_scan_status
+            if status.scan_finished:
                 break
             await asyncio.sleep(0.05)
-        total = answer.resp_scan_status.result_count
         results: list[AccessPointInfo] = []
-        while len(results) < total:
+        while len(results) < status.result_count:
             page = wifi_scan_pb2.WiFiScanPayload(msg=wifi_scan_pb2.TypeCmdScanResult)
             page.cmd_scan_result.start_index = len(results)
-            page.cmd_scan_result.count = min(SCAN_PAGE, total - len(results))
-            answer = _parse(
-                wifi_scan_pb2.WiFiScanPayload, await self.call(PROV_SCAN, page.SerializeToString())
-            )
-            _check(answer.status, "scan result")
-            if not answer.resp_scan_result.entries:
+            page.cmd_scan_result.count = min(SCAN_PAGE, status.result_count - len(results))
+            entries = (await self._scan(page, "scan result")).resp_scan_result.entries
+            if not entries:
                 raise ProtocolError("device returned an empty scan page")
             results.extend(
                 AccessPointInfo(e.ssid, e.bssid, e.channel, e.rssi, AuthMode(e.auth))
-                for e in answer.resp_scan_result.entries
+                for e in entries
             )
         return results
 
     # ------------------------------------------------------------------ config
+
+    async def _config(
+        self, request: wifi_config_pb2.WiFiConfigPayload
+    ) -> wifi_config_pb2.WiFiConfigPayload:
+        answer = await self.call(PROV_CONFIG, request.SerializeToString())
+        return _parse(wifi_config_pb2.WiFiConfigPayload, answer)
 
     async def set_wifi_config(
         self, ssid: str | bytes, passphrase: str | bytes, *, bssid: bytes = b"", channel: int = 0
@@ -202,30 +205,21 @@ class ProvisioningClient:
         )
         request.cmd_set_config.bssid = bssid
         request.cmd_set_config.channel = channel
-        answer = _parse(
-            wifi_config_pb2.WiFiConfigPayload,
-            await self.call(PROV_CONFIG, request.SerializeToString()),
-        )
+        answer = await self._config(request)
         _check(answer.resp_set_config.status, "set config")
 
     async def apply_wifi_config(self) -> None:
         """Ask the device to join the configured network."""
         request = wifi_config_pb2.WiFiConfigPayload(msg=wifi_config_pb2.TypeCmdApplyConfig)
         request.cmd_apply_config.SetInParent()
-        answer = _parse(
-            wifi_config_pb2.WiFiConfigPayload,
-            await self.call(PROV_CONFIG, request.SerializeToString()),
-        )
+        answer = await self._config(request)
         _check(answer.resp_apply_config.status, "apply config")
 
     async def get_wifi_status(self) -> WifiStatus:
         """Read the station state once."""
         request = wifi_config_pb2.WiFiConfigPayload(msg=wifi_config_pb2.TypeCmdGetStatus)
         request.cmd_get_status.SetInParent()
-        answer = _parse(
-            wifi_config_pb2.WiFiConfigPayload,
-            await self.call(PROV_CONFIG, request.SerializeToString()),
-        )
+        answer = await self._config(request)
         resp = answer.resp_get_status
         _check(resp.status, "get status")
         state = STATE_FROM_WIRE.get(resp.sta_state)

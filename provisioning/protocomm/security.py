@@ -243,27 +243,24 @@ class DeviceHandshake(Protocol):
         ...
 
 
+# (scheme, phase) -> (SessionData field, response type, response field)
+_RESPONSE_SLOTS: dict[tuple[int, int], tuple[str, int, str]] = {
+    (0, 0): ("sec0", sec0_pb2.S0_Session_Response, "sr"),
+    (0, 1): ("sec0", sec0_pb2.S0_Session_Response, "sr"),
+    (1, 0): ("sec1", sec1_pb2.Session_Response0, "sr0"),
+    (1, 1): ("sec1", sec1_pb2.Session_Response1, "sr1"),
+    (2, 0): ("sec2", sec2_pb2.S2Session_Response0, "sr0"),
+    (2, 1): ("sec2", sec2_pb2.S2Session_Response1, "sr1"),
+}
+
+
 def failure_response(config: SecurityConfig, phase: int, status: int) -> session_pb2.SessionData:
     """Build the device's answer carrying an error ``status`` for handshake ``phase`` 0 or 1."""
+    proto, msg_type, field = _RESPONSE_SLOTS[(config.version, phase)]
     data = session_pb2.SessionData(sec_ver=config.version)  # type: ignore[arg-type]  # int is the wire enum
-    match config:
-        case Sec0Config():
-            data.sec0.msg = sec0_pb2.S0_Session_Response
-            data.sec0.sr.status = status  # type: ignore[assignment]  # int is the wire enum
-        case Sec1Config():
-            if phase == 0:
-                data.sec1.msg = sec1_pb2.Session_Response0
-                data.sec1.sr0.status = status  # type: ignore[assignment]  # int is the wire enum
-            else:
-                data.sec1.msg = sec1_pb2.Session_Response1
-                data.sec1.sr1.status = status  # type: ignore[assignment]  # int is the wire enum
-        case Sec2Config():
-            if phase == 0:
-                data.sec2.msg = sec2_pb2.S2Session_Response0
-                data.sec2.sr0.status = status  # type: ignore[assignment]  # int is the wire enum
-            else:
-                data.sec2.msg = sec2_pb2.S2Session_Response1
-                data.sec2.sr1.status = status  # type: ignore[assignment]  # int is the wire enum
+    payload = getattr(data, proto)
+    payload.msg = msg_type
+    getattr(payload, field).status = status
     return data
 
 
