@@ -322,3 +322,50 @@ async def test_sec1_wrong_pop_is_answered_with_crypto_error() -> None:
     step = await handshake.step(cmd1, run_inline)
     assert step.outcome is HandshakeOutcome.FAILED
     assert step.response.sec1.sr1.status == constants_pb2.CryptoError
+
+
+def test_client_proof_for_zero_digest_password_matches_hand_built_esp_prov_formula() -> None:
+    """Espressif's client math, written out with hashlib and pow only."""
+    n = srp6a.N
+    n_len = 384
+
+    def minimal(value: int) -> bytes:
+        return value.to_bytes((value.bit_length() + 7) // 8, "big")
+
+    def sha(*parts: bytes) -> bytes:
+        return hashlib.sha512(b"".join(parts)).digest()
+
+    a = int.from_bytes(A_PRIV, "big")
+    a_pub = pow(5, a, n)
+    verifier = int.from_bytes(
+        _hand_built_verifier(SALT_WITH_LEADING_ZERO, PASSWORD_WITH_ZERO_DIGEST), "big"
+    )
+    k = int.from_bytes(sha(minimal(n), (5).to_bytes(n_len, "big")), "big")
+    b_pub = (k * verifier + pow(5, int.from_bytes(B_PRIV, "big"), n)) % n
+    u = int.from_bytes(sha(a_pub.to_bytes(n_len, "big"), b_pub.to_bytes(n_len, "big")), "big")
+    inner = sha(USERNAME, b":", PASSWORD_WITH_ZERO_DIGEST).lstrip(b"\0")
+    x = int.from_bytes(sha(SALT_WITH_LEADING_ZERO.lstrip(b"\0"), inner), "big")
+    secret = pow((b_pub - k * pow(5, x, n)) % n, a + u * x, n)
+    key = sha(minimal(secret))
+    hn_xor_hg = bytes(
+        p ^ q for p, q in zip(sha(minimal(n)), sha((5).to_bytes(n_len, "big")), strict=True)
+    )
+    m = sha(
+        hn_xor_hg,
+        sha(USERNAME),
+        SALT_WITH_LEADING_ZERO.lstrip(b"\0"),
+        minimal(a_pub),
+        minimal(b_pub),
+        key,
+    )
+
+    proof = srp6a.client_proof(
+        srp6a.client_ephemeral(a),
+        USERNAME,
+        PASSWORD_WITH_ZERO_DIGEST,
+        SALT_WITH_LEADING_ZERO,
+        minimal(b_pub),
+    )
+    assert proof.key == key
+    assert proof.m == m
+    assert proof.expected_h_amk == sha(minimal(a_pub), m, key)
