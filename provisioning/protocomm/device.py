@@ -218,6 +218,9 @@ class ProtocommDevice:
             return self._abort(session_id, phase, constants_pb2.InvalidSession)
         handshake = session.handshake
         async with session.lock:
+            if session.handshake is not handshake:
+                # A duplicate message raced this one and already moved the handshake on.
+                return self._abort(session_id, phase, constants_pb2.InvalidSession)
             step = await self._run_step(handshake, request)
         if self._sessions.get(session_id) is not session:
             # The connection closed or restarted while the step ran.

@@ -158,3 +158,24 @@ async def test_http_sets_session_cookie_and_ties_session_to_the_connection(
             assert empty.status == 400
     assert cookie.isdigit()
     assert 0 <= int(cookie) < 2**32
+
+
+async def test_duplicate_command1_sent_concurrently_cannot_establish_twice() -> None:
+    device = ProtocommDevice(Sec2Config.from_password(SRP_PASSWORD, salt=SRP_SALT))
+    transport = LocalTransport(device)
+    sent: list[bytes] = []
+
+    async def send(data: bytes) -> bytes:
+        sent.append(data)
+        if len(sent) == 2:
+            # Fire the same Command1 twice at once, as a replaying client would.
+            first, second = await asyncio.gather(
+                transport.request(PROV_SESSION, data), transport.request(PROV_SESSION, data)
+            )
+            statuses = {answer(first).sec2.sr1.status, answer(second).sec2.sr1.status}
+            assert statuses == {constants_pb2.Success, constants_pb2.InvalidSession}
+            return first if answer(first).sec2.sr1.status == constants_pb2.Success else second
+        return await transport.request(PROV_SESSION, data)
+
+    await Sec2Client(SRP_PASSWORD).handshake(send)
+    assert device.session_state(transport.session_id) is SessionState.NONE
