@@ -36,6 +36,7 @@ import secrets
 import ssl
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Protocol, Self
@@ -156,10 +157,13 @@ class MqttBridge:
         options: BridgeOptions,
         *,
         reloader: BrokerReloader | None = None,
+        on_events_stored: Callable[[Sequence[tuple[str, str]]], None] | None = None,
     ) -> None:
         self.services = services
         self.options = options
         self._reloader = reloader
+        # Observers (benchmarks, tests) learn which (serial, event id) were committed.
+        self._on_events_stored = on_events_stored
         self._metrics = services.metrics
         self._client: aiomqtt.Client | None = None
         self._generation = 0
@@ -604,6 +608,8 @@ class MqttBridge:
                 await session.execute(self._insert_events, rows)
                 await session.commit()
         self.events_stored += len(rows)
+        if self._on_events_stored is not None and rows:
+            self._on_events_stored([(row["serial"], row["event_id"]) for row in rows])
 
     # ------------------------------------------------------------------ revocation
 
