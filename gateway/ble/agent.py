@@ -73,6 +73,7 @@ from provisioning.protocomm.ble import ESPRESSIF_SERVICE_UUID
 _LOGGER = logging.getLogger(__name__)
 
 BLE_PAIR_COMMAND: Final = "ble_pair"
+CHILD_RESET_COMMAND: Final = "reset"
 MAX_PENDING_PAIRINGS: Final = 4
 MAX_UPLINK_BACKLOG: Final = 64
 
@@ -200,6 +201,7 @@ class BleHubAgent:
         self._group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._link_up: dict[str, asyncio.Event] = {}
+        self._resets: dict[str, str] = {}  # child -> id of the reset command it was sent
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -284,6 +286,8 @@ class BleHubAgent:
         except (BleakError, LinkFrameError, TimeoutError) as err:
             _LOGGER.warning("Command %s to %s not delivered: %s", command.name, child, err)
             return CommandAckPayload(id=command.id, ok=False, error="child_unreachable")
+        if command.name == CHILD_RESET_COMMAND:
+            self._resets[child] = command.id
         return None  # the child acknowledges over the link
 
     # ------------------------------------------------------------------ pairing
@@ -451,6 +455,8 @@ class BleHubAgent:
             link.wake.clear()
             while link.frames:
                 await self._relay_frame(child, link.frames.popleft())
+                if child.serial not in self._children:
+                    return  # released: leave the link
             if link.dropped:
                 _LOGGER.warning("Dropped %d frames from %s", link.dropped, child.serial)
                 link.dropped = 0
@@ -467,13 +473,21 @@ class BleHubAgent:
             await self._uplink.publish_event(frame.event, child=child.serial)
         elif frame.ack is not None:
             await self._uplink.publish_ack(frame.ack, child=child.serial)
+            if frame.ack.ok and self._resets.get(child.serial) == frame.ack.id:
+                _LOGGER.info("BLE child %s was reset by the cloud", child.serial)
+                await self._release(child)
         elif frame.reset is not None:
             await self._uplink.publish_reset(frame.reset, child=child.serial)
             _LOGGER.info("BLE child %s was factory reset", child.serial)
-            self._children.pop(child.serial, None)
-            self._relays.pop(child.serial, None)
-            await self._uplink.remove_child(child.serial)
-            self._children_changed()
+            await self._release(child)
+
+    async def _release(self, child: PairedChild) -> None:
+        # Called from the child's relay task, which then ends with the link.
+        self._resets.pop(child.serial, None)
+        self._children.pop(child.serial, None)
+        self._relays.pop(child.serial, None)
+        await self._uplink.remove_child(child.serial)
+        self._children_changed()
 
 
 __all__ = [
