@@ -54,6 +54,7 @@ from gateway.mqtt import payloads, topics
 from gateway.mqtt.commands import CommandDispatcher
 from provisioning.domain.binding import BindProof
 from provisioning.domain.commands import BridgeUnavailable, DeviceCommand
+from provisioning.domain.events import screenshot_context
 from provisioning.errors import ZanuoError
 from provisioning.metrics import Metrics
 from provisioning.security.crl import read_crl
@@ -586,7 +587,7 @@ class MqttBridge:
                         sealed = seal_bytes(
                             keys[account_id],
                             item.screenshot,
-                            f"event-screenshot:{item.serial}:{item.event.id}",
+                            screenshot_context(item.serial, item.event.id),
                         )
                 rows.append(
                     {

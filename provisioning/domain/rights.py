@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from provisioning.clock import Clock
 from provisioning.domain import oplog
 from provisioning.domain.accounts import AccountService, CodePurpose, Principal, Recipient
 from provisioning.domain.devices import DeviceService
+from provisioning.domain.events import screenshot_context
 from provisioning.domain.vault import Vault
 from provisioning.errors import NotFound
 from provisioning.security.keys import DecryptionFailed, open_bytes
@@ -37,6 +39,12 @@ WORKING_DAYS_TO_ANSWER = 15
 def field_context(table: str, column: str) -> str:
     """Return the AEAD context a sealed column is bound to (``table.field``)."""
     return f"{table}.{column.removesuffix('_enc')}"
+
+
+# Sealed columns bound to more than their column name (the row's identity).
+ROW_CONTEXTS: dict[tuple[str, str], Callable[[Mapping[str, Any]], str]] = {
+    ("events", "screenshot_enc"): lambda row: screenshot_context(row["serial"], row["event_id"]),
+}
 
 
 def due_date(
@@ -139,7 +147,13 @@ class RightsService:
             if entry.encrypted and value is not None:
                 name = column.name.removesuffix("_enc")
                 try:
-                    plain = open_bytes(dek, value, field_context(table.name, column.name))
+                    row_context = ROW_CONTEXTS.get((table.name, column.name))
+                    context = (
+                        row_context(row)
+                        if row_context is not None
+                        else field_context(table.name, column.name)
+                    )
+                    plain = open_bytes(dek, value, context)
                 except DecryptionFailed:
                     out[name] = "<unreadable>"
                     continue

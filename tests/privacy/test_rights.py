@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import shutil
 import uuid
@@ -13,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from provisioning.clock import FrozenClock
+from provisioning.domain.events import screenshot_context
 from provisioning.domain.rights import due_date, exportable_tables
 from provisioning.notify.delivery import OutboxSender
 from provisioning.security.keys import DecryptionFailed, seal_bytes
@@ -41,16 +43,17 @@ async def _event(
 ) -> None:
     now = services.clock.now()
     owner = uuid.UUID(account_id)
+    event_id = uuid.uuid4().hex
     async with services.db.session() as session:
         sealed = None
         if screenshot is not None:
             dek = await services.vault.data_key(session, owner)
-            sealed = seal_bytes(dek, screenshot, "events.screenshot")
+            sealed = seal_bytes(dek, screenshot, screenshot_context(serial, event_id))
         session.add(
             Event(
                 id=uuid.uuid4(),
                 serial=serial,
-                event_id=uuid.uuid4().hex,
+                event_id=event_id,
                 account_id=owner,
                 event_type="motion",
                 occurred_at=now,
@@ -111,6 +114,8 @@ async def test_export_holds_every_category_of_the_account_and_nothing_of_another
     assert document["tables"]["accounts"][0]["email"] == "ex1@example.com"
     assert document["tables"]["accounts"][0]["nickname"] == "ExportMe"
     assert document["tables"]["device_locations"][0]["location"] == '{"lat": 1.5, "lon": 2.5}'
+    screenshot = document["tables"]["events"][0]["screenshot"]
+    assert base64.b64decode(screenshot["base64"]) == b"\xff\xd8jpeg"
     assert [d["serial"] for d in document["tables"]["devices"]] == [serial]
     assert "NotMine" not in text
     assert "ZC4-0000002" not in text
