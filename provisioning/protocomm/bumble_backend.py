@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -41,6 +43,10 @@ from bumble.gatt_client import CharacteristicProxy
 from bumble.host import Host
 from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
+
+from provisioning.protocomm.ble import ESPRESSIF_SERVICE_UUID
+from provisioning.protocomm.ble_server import ProtocommGattServer
+from provisioning.protocomm.device import ProtocommDevice
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -392,3 +398,37 @@ class VirtualBleLink:
                     _LOGGER.debug("connection already gone at shutdown")
             await device.power_off()
         self._devices.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class BleDeviceLink:
+    """A protocomm device served on a virtual link, and what a bleak client needs to reach it."""
+
+    link: VirtualBleLink
+    peripheral: Device
+    central: Device
+    address: str
+    client_backend: type[BaseBleakClient]
+    scanner_backend: type[BaseBleakScanner]
+
+
+@asynccontextmanager
+async def serve_over_virtual_ble(
+    device: ProtocommDevice,
+    *,
+    name: str = "zanuo-device",
+    service_uuid: str = ESPRESSIF_SERVICE_UUID,
+) -> AsyncIterator[BleDeviceLink]:
+    """Serve ``device`` as an advertising GATT peripheral on a fresh virtual link."""
+    async with VirtualBleLink() as link:
+        peripheral = await link.add_peripheral(name, service_uuid=service_uuid)
+        ProtocommGattServer(device, service_uuid=service_uuid).attach(peripheral)
+        central = await link.add_central()
+        yield BleDeviceLink(
+            link,
+            peripheral,
+            central,
+            str(peripheral.random_address),
+            bleak_backend(central),
+            bleak_scanner_backend(central),
+        )

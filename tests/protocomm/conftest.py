@@ -8,11 +8,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
-from bumble.device import Device
 
 from provisioning.protocomm.ble import BleTransport
-from provisioning.protocomm.ble_server import ProtocommGattServer
-from provisioning.protocomm.bumble_backend import VirtualBleLink, bleak_backend
+from provisioning.protocomm.bumble_backend import serve_over_virtual_ble
 from provisioning.protocomm.client import ProvisioningClient
 from provisioning.protocomm.http import HttpTransport, ProtocommHttpServer
 from provisioning.protocomm.security import Sec1Config, Sec2Config, SecurityConfig
@@ -83,15 +81,11 @@ async def http_link(device: ProvisioningDevice) -> AsyncIterator[DeviceLink]:
 @asynccontextmanager
 async def ble_link(device: ProvisioningDevice) -> AsyncIterator[DeviceLink]:
     """Serve ``device`` over GATT on a bumble peripheral, reached by bleak through bumble."""
-    async with VirtualBleLink() as link:
-        peripheral = await link.add_peripheral("zanuo-device")
-        ProtocommGattServer(device.protocomm).attach(peripheral)
-        central: Device = await link.add_central()
-        backend = bleak_backend(central)
+    async with serve_over_virtual_ble(device.protocomm) as ble:
 
         @asynccontextmanager
         async def connect() -> AsyncIterator[ProvisioningClient]:
-            async with BleTransport(str(peripheral.random_address), backend=backend) as transport:
+            async with BleTransport(ble.address, backend=ble.client_backend) as transport:
                 yield ProvisioningClient(transport)
 
         yield DeviceLink(device, connect)
