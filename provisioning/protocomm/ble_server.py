@@ -26,7 +26,11 @@ _ATT_REQUEST_REFUSED = 0x0E
 
 
 class ProtocommGattServer:
-    """Expose a :class:`ProtocommDevice` as a GATT service on a bumble device."""
+    """Expose a :class:`ProtocommDevice` as a GATT service on a bumble device.
+
+    The characteristics are built from the endpoints registered when this object
+    is created: register custom endpoints first.
+    """
 
     def __init__(
         self, device: ProtocommDevice, *, service_uuid: str = ESPRESSIF_SERVICE_UUID

@@ -125,6 +125,10 @@ class ProtocommDevice:
             candidate += 1
         return candidate
 
+    def has_endpoint(self, name: str) -> bool:
+        """Return whether an endpoint called ``name`` is registered."""
+        return name in self._endpoints
+
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
         """Return the registered endpoints in registration order."""

@@ -92,14 +92,13 @@ class _ConnectionSessions:
 
 _DEVICE = web.AppKey("protocomm_device", ProtocommDevice)
 _SESSIONS = web.AppKey("protocomm_sessions", _ConnectionSessions)
-_ENDPOINT_NAMES = web.AppKey("protocomm_endpoint_names", frozenset[str])
 
 
 async def _handle(request: web.Request) -> web.Response:
     device = request.app[_DEVICE]
     sessions = request.app[_SESSIONS]
     endpoint = request.match_info["endpoint"]
-    if endpoint not in request.app[_ENDPOINT_NAMES]:
+    if not device.has_endpoint(endpoint):
         raise web.HTTPNotFound(text="no such endpoint")
     if request.content_length is not None and request.content_length > MAX_REQUEST_LEN:
         raise web.HTTPRequestEntityTooLarge(
@@ -126,7 +125,6 @@ def create_protocomm_app(
     app = web.Application(client_max_size=MAX_REQUEST_LEN)
     app[_DEVICE] = device
     app[_SESSIONS] = _ConnectionSessions(device, resume_grace)
-    app[_ENDPOINT_NAMES] = frozenset(e.name for e in device.endpoints)
 
     async def close_sessions(app: web.Application) -> None:
         app[_SESSIONS].close_all()
