@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import json
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -85,7 +86,7 @@ class Fleet:
     """The PKI, the broker listener and the devices' TLS contexts."""
 
     directory: Path
-    authority: device_ca.CertificateAuthority
+    authority: device_ca.CertificateAuthority | None
     serials: list[str]
 
 
@@ -142,7 +143,7 @@ async def _register(services: Services, fleet: Fleet) -> None:
 
 async def _publish_all(
     fleet: Fleet,
-    broker: ManagedMosquitto,
+    port: int,
     events: int,
     window: int,
     run: str,
@@ -164,8 +165,8 @@ async def _publish_all(
         topic = topics.device_topic(serial, topics.Inbound.EVENT)
         gate = asyncio.Semaphore(window)
         async with aiomqtt.Client(
-            broker.host,
-            broker.port,
+            "127.0.0.1",
+            port,
             identifier=serial,
             protocol=aiomqtt.ProtocolVersion.V5,
             tls_context=context,
@@ -194,6 +195,66 @@ async def _publish_all(
             group.create_task(one(serial))
 
 
+async def _publish_in_child(
+    fleet: Fleet, port: int, events: int, window: int, run: str, rate: float
+) -> dict[tuple[str, str], float]:
+    """Run the publishers in another process (their TLS work must not share our CPU)."""
+    out = fleet.directory / f"{run}-{rate:.0f}.sent.jsonl"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--publisher",
+        str(fleet.directory),
+        "--port",
+        str(port),
+        "--devices",
+        str(len(fleet.serials)),
+        "--events",
+        str(events),
+        "--window",
+        str(window),
+        "--rate",
+        str(rate),
+        "--run",
+        run,
+        "--out",
+        str(out),
+    )
+    if await process.wait() != 0:
+        raise RuntimeError("the publisher process failed")
+    return _read_sent(out)
+
+
+async def publisher_main(
+    directory: Path,
+    port: int,
+    devices: int,
+    events: int,
+    window: int,
+    rate: float,
+    run: str,
+    out: Path,
+) -> None:
+    """Publish for one run and write (serial, event id, perf_counter at publish) lines."""
+    serials = [f"ZB1-{n:06d}" for n in range(devices)]
+    sent_at: dict[tuple[str, str], float] = {}
+    fleet = Fleet(directory, None, serials)
+    await _publish_all(fleet, port, events, window, run, sent_at, rate)
+    _write_sent(out, sent_at)
+
+
+def _write_sent(out: Path, sent_at: dict[tuple[str, str], float]) -> None:
+    out.write_text("".join(json.dumps([s, e, t]) + "\n" for (s, e), t in sent_at.items()))
+
+
+def _read_sent(out: Path) -> dict[tuple[str, str], float]:
+    sent_at: dict[tuple[str, str], float] = {}
+    for line in out.read_text().splitlines():
+        serial, event_id, when = json.loads(line)
+        sent_at[(serial, event_id)] = when
+    return sent_at
+
+
 def _result(
     name: str, sent_at: dict[tuple[str, str], float], done_at: dict[tuple[str, str], float]
 ) -> Result:
@@ -213,7 +274,6 @@ async def bare_run(
     fleet: Fleet, broker: ManagedMosquitto, events: int, window: int, rate: float, name: str
 ) -> Result:
     """Publish through the broker to a subscriber that only parses the JSON."""
-    sent_at: dict[tuple[str, str], float] = {}
     done_at: dict[tuple[str, str], float] = {}
     subscriber = aiomqtt.Client(
         broker.host,
@@ -238,7 +298,7 @@ async def bare_run(
 
         async with asyncio.TaskGroup() as group:
             receiver = group.create_task(receive())
-            await _publish_all(fleet, broker, events, window, name, sent_at, rate)
+            sent_at = await _publish_in_child(fleet, broker.port, events, window, name, rate)
             await _wait_for(done_at, len(sent_at))
             receiver.cancel()
     return _result(name, sent_at, done_at)
@@ -254,7 +314,6 @@ async def bridge_run(
     name: str,
 ) -> Result:
     """Publish through the broker into the real bridge, which stores every event."""
-    sent_at: dict[tuple[str, str], float] = {}
     done_at: dict[tuple[str, str], float] = {}
 
     def stored(keys: Sequence[tuple[str, str]]) -> None:
@@ -275,7 +334,7 @@ async def bridge_run(
     )
     async with MqttBridge(services, options, on_events_stored=stored) as bridge:
         await bridge.wait_connected()
-        await _publish_all(fleet, broker, events, window, name, sent_at, rate)
+        sent_at = await _publish_in_child(fleet, broker.port, events, window, name, rate)
         await _wait_for(done_at, len(sent_at))
     return _result(name, sent_at, done_at)
 
@@ -331,9 +390,27 @@ async def main(events: int, devices: int, window: int, rate: float) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--publisher", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--run", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--devices", type=int, default=10)
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--rate", type=float, default=300.0, help="events/s of the paced run")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.events, arguments.devices, arguments.window, arguments.rate))
+    if arguments.publisher is not None:
+        asyncio.run(
+            publisher_main(
+                arguments.publisher,
+                arguments.port,
+                arguments.devices,
+                arguments.events,
+                arguments.window,
+                arguments.rate,
+                arguments.run,
+                arguments.out,
+            )
+        )
+    else:
+        asyncio.run(main(arguments.events, arguments.devices, arguments.window, arguments.rate))

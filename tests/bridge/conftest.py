@@ -14,13 +14,14 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from sqlalchemy import func, select
 
 from gateway.mqtt import topics
 from gateway.mqtt.bridge import BridgeOptions, MqttBridge, new_client_id
 from gateway.mqtt.broker import ManagedMosquitto
 from provisioning.security.ca import DEVICE_CERT_FILE, read_certificate
 from provisioning.services import Services
-from provisioning.storage.devices import Ownership
+from provisioning.storage.devices import Event, Ownership
 from provisioning.storage.models import AccountKey
 from tests.fixtures.devices import MakeAccounts, RegisterDevice
 from tests.fixtures.mosquitto import DeviceCredentials, LocalPki
@@ -123,6 +124,25 @@ async def own(
             )
         )
         await session.commit()
+
+
+async def next_message(client: aiomqtt.Client) -> aiomqtt.Message:
+    """Return the next message delivered to ``client``."""
+    async for message in client.messages:
+        return message
+    raise AssertionError("the connection ended")
+
+
+async def stored_events(services: Services) -> tuple[int, int]:
+    """Return how many event rows are stored and how many distinct (serial, event id)."""
+    async with services.db.session() as session:
+        rows = await session.scalar(select(func.count()).select_from(Event))
+        distinct = await session.scalar(
+            select(func.count()).select_from(
+                select(Event.serial, Event.event_id).distinct().subquery()
+            )
+        )
+    return int(rows or 0), int(distinct or 0)
 
 
 def credentials_of(pki: LocalPki, serial: str) -> DeviceCredentials:

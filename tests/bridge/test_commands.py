@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 
-import aiomqtt
 from sqlalchemy import select
 
 from gateway.mqtt import topics
@@ -14,19 +13,20 @@ from gateway.mqtt.broker import ManagedMosquitto
 from provisioning.domain.accounts import Principal
 from provisioning.services import Services
 from provisioning.storage.devices import Command, Ownership
-from tests.bridge.conftest import OwnDevice, device_client, eventually, publish_json, sample
+from tests.bridge.conftest import (
+    OwnDevice,
+    device_client,
+    eventually,
+    next_message,
+    publish_json,
+    sample,
+)
 
 
 async def _command_state(services: Services, command_id: uuid.UUID) -> str | None:
     async with services.db.session() as session:
         command = await session.get(Command, command_id)
         return None if command is None else command.state
-
-
-async def _next_message(device: aiomqtt.Client) -> aiomqtt.Message:
-    async for message in device.messages:
-        return message
-    raise AssertionError("the device's connection ended")
 
 
 async def test_queued_reset_waits_for_the_device_to_come_online_then_is_acked(
@@ -45,7 +45,7 @@ async def test_queued_reset_waits_for_the_device_to_come_online_then_is_acked(
     async with device_client(creds, mosquitto_broker) as device:
         await device.subscribe(topics.device_topic(creds.serial, topics.Outbound.CMD), qos=1)
         await publish_json(device, topics.state_topic(creds.serial), {"online": True}, retain=True)
-        message = await _next_message(device)
+        message = await next_message(device)
         assert not message.retain
         assert 0 < getattr(message.properties, "MessageExpiryInterval", 0) <= 300
         assert isinstance(message.payload, bytes)

@@ -10,7 +10,7 @@ import os
 import signal
 
 import aiomqtt
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from gateway.mqtt import topics
 from gateway.mqtt.bridge import MqttBridge
@@ -19,18 +19,18 @@ from provisioning.domain.consent import Purpose
 from provisioning.security.keys import open_bytes
 from provisioning.services import Services
 from provisioning.storage.devices import Device, Event
-from tests.bridge.conftest import OwnDevice, device_client, eventually, publish_json, sample
+from tests.bridge.conftest import (
+    OwnDevice,
+    device_client,
+    eventually,
+    publish_json,
+    sample,
+    stored_events,
+)
 from tests.fixtures.mosquitto import DeviceCredentials
 
 TOTAL = 10_000
 WINDOW = 200
-
-
-async def _stored(services: Services) -> tuple[int, int]:
-    async with services.db.session() as session:
-        rows = await session.scalar(select(func.count()).select_from(Event))
-        distinct = await session.scalar(select(func.count(func.distinct(Event.event_id))))
-    return int(rows or 0), int(distinct or 0)
 
 
 def _event(number: int) -> bytes:
@@ -85,10 +85,10 @@ async def test_ten_thousand_events_survive_a_broker_restart_exactly_once(
     assert publisher.result() >= 2  # the device really had to reconnect
 
     async def all_stored() -> bool:
-        return (await _stored(services))[1] == TOTAL
+        return (await stored_events(services))[1] == TOTAL
 
     await eventually(all_stored, within=120)
-    assert await _stored(services) == (TOTAL, TOTAL)
+    assert await stored_events(services) == (TOTAL, TOTAL)
     assert bridge.reconnects >= 1
     assert sample(services, "zanuo_bridge_reconnects_total") >= 1
     assert sample(services, "zanuo_mqtt_messages_in_total", kind="event") >= TOTAL
@@ -129,7 +129,7 @@ async def test_bad_messages_are_counted_by_reason_and_the_bridge_keeps_running(
         )
 
         async def stored() -> bool:
-            return (await _stored(services))[0] == 1
+            return (await stored_events(services))[0] == 1
 
         await eventually(stored)
 
@@ -172,7 +172,7 @@ async def test_screenshot_is_stored_encrypted_until_the_next_day_only_with_conse
             )
 
     async def both_stored() -> bool:
-        return (await _stored(services))[0] == 2
+        return (await stored_events(services))[0] == 2
 
     await eventually(both_stored)
     async with services.db.session() as session:
@@ -221,7 +221,7 @@ async def test_hub_relays_events_only_for_its_own_children(
             )
 
         async def stored() -> bool:
-            return (await _stored(services))[0] == 1
+            return (await stored_events(services))[0] == 1
 
         await eventually(stored)
     async with services.db.session() as session:

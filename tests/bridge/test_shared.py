@@ -5,13 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 
-from sqlalchemy import func, select
-
 from gateway.mqtt import topics
 from gateway.mqtt.bridge import MqttBridge, new_client_id
 from gateway.mqtt.broker import ManagedMosquitto
 from provisioning.services import Services
-from provisioning.storage.devices import Event
 from tests.bridge.conftest import (
     OwnDevice,
     bridge_options,
@@ -19,23 +16,13 @@ from tests.bridge.conftest import (
     device_client,
     eventually,
     running_bridge,
+    stored_events,
 )
 from tests.fixtures.mosquitto import DeviceCredentials, LocalPki
 
 DEVICES = 3
 PER_DEVICE = 600
 GROUP = "zanuo-bridge"
-
-
-async def _stored(services: Services) -> tuple[int, int]:
-    async with services.db.session() as session:
-        rows = await session.scalar(select(func.count()).select_from(Event))
-        distinct = await session.scalar(
-            select(func.count()).select_from(
-                select(Event.serial, Event.event_id).distinct().subquery()
-            )
-        )
-    return int(rows or 0), int(distinct or 0)
 
 
 async def _publish(
@@ -81,7 +68,7 @@ async def test_two_instances_split_the_load_and_lose_nothing_when_one_is_killed(
         await asyncio.gather(*(_publish(creds, mosquitto_broker, 0, half) for creds in fleet))
 
         async def first_half_stored() -> bool:
-            return (await _stored(services))[1] == DEVICES * half
+            return (await stored_events(services))[1] == DEVICES * half
 
         await eventually(first_half_stored)
         # Both instances took part.
@@ -99,7 +86,7 @@ async def test_two_instances_split_the_load_and_lose_nothing_when_one_is_killed(
         # Instance b keeps storing its share meanwhile; a's share waits in a's
         # persistent session on the broker until a is back.
         async def survivor_progressed() -> bool:
-            return (await _stored(services))[1] > DEVICES * half
+            return (await stored_events(services))[1] > DEVICES * half
 
         await eventually(survivor_progressed)
         # a is restarted (as its supervisor would) with its stored client id.
@@ -108,7 +95,7 @@ async def test_two_instances_split_the_load_and_lose_nothing_when_one_is_killed(
         ):
 
             async def all_stored() -> bool:
-                return (await _stored(services))[1] == DEVICES * PER_DEVICE
+                return (await stored_events(services))[1] == DEVICES * PER_DEVICE
 
             await eventually(all_stored, within=60)
-    assert await _stored(services) == (DEVICES * PER_DEVICE, DEVICES * PER_DEVICE)
+    assert await stored_events(services) == (DEVICES * PER_DEVICE, DEVICES * PER_DEVICE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -32,6 +33,7 @@ from tests.bridge.conftest import (
     credentials_of,
     device_client,
     eventually,
+    next_message,
     publish_json,
     running_bridge,
     sample,
@@ -98,12 +100,6 @@ async def _go_online(services: Services, device: aiomqtt.Client, serial: str) ->
     await eventually(online)
 
 
-async def _next_command(device: aiomqtt.Client) -> aiomqtt.Message:
-    async for message in device.messages:
-        return message
-    raise AssertionError("the device's connection ended")
-
-
 async def test_device_confirms_its_binding_over_mqtt_and_gets_the_result(
     api: Client,
     outbox: OutboxSender,
@@ -131,14 +127,14 @@ async def test_device_confirms_its_binding_over_mqtt_and_gets_the_result(
                 topics.device_topic(camera.serial, topics.Inbound.BIND),
                 {"token": issued["bind_token"]},
             )
-            result = json.loads((await _next_command(device)).payload)
+            result = json.loads((await next_message(device)).payload)
             assert result == {"status": "bound"}
         await publish_json(
             device,
             topics.device_topic(camera.serial, topics.Inbound.BIND),
             {"token": "zb-wrong-token"},
         )
-        rejected = json.loads((await _next_command(device)).payload)
+        rejected = json.loads((await next_message(device)).payload)
         assert rejected == {"status": "rejected", "reason": "token_invalid"}
     polled = await (
         await api.get(f"/v1/bindings/{issued['binding_id']}", headers=bearer(me["token"]))
@@ -170,7 +166,7 @@ async def test_wifi_change_reaches_the_online_device_which_decrypts_it(
         )
         assert response.status == 202, await response.text()
         sent = await response.json()
-        message = await _next_command(device)
+        message = await next_message(device)
         assert not message.retain
         assert message.properties is not None
         assert 0 < getattr(message.properties, "MessageExpiryInterval", 0) <= 30
@@ -207,7 +203,7 @@ async def test_wifi_change_reaches_the_online_device_which_decrypts_it(
             headers=bearer(me["token"]),
         )
         assert response.status == 202, await response.text()
-        command = json.loads((await _next_command(device)).payload)
+        command = json.loads((await next_message(device)).payload)
         assert command["id"] == command_id
         assert json.loads(
             sealing.open_sealed(
@@ -302,7 +298,7 @@ async def test_canary_wifi_password_is_found_nowhere_afterwards(
                     headers=bearer(me["token"]),
                 )
                 assert response.status == 202
-                message = await _next_command(device)
+                message = await next_message(device)
                 assert isinstance(message.payload, bytes)
                 seen_by_device.append(message.payload)
                 envelope = json.loads(message.payload)["args"]["sealed"]
@@ -331,3 +327,49 @@ async def test_canary_wifi_password_is_found_nowhere_afterwards(
     for needle in needles:
         assert needle.decode() not in caplog.text
     assert seen_by_device  # the device did get it, sealed
+
+
+async def test_hub_pairs_a_new_lock_only_with_the_locks_signed_proof(
+    api: Client,
+    outbox: OutboxSender,
+    services: Services,
+    device_pki: LocalPki,
+    mosquitto_broker: ManagedMosquitto,
+    register_device: RegisterDevice,
+) -> None:
+    me = await register(api, outbox, "hub-owner@example.com")
+    hub = await register_device("ZC1-HUB-0002")
+    await _bind_over_http(api, services, me["token"], hub)
+    lock = await register_device("ZC1-LOCK-0003", "lock", with_code=False)
+    issued = await (await api.post("/v1/pairing-tokens", headers=bearer(me["token"]))).json()
+    token = issued["pairing_token"]
+    bind_topic = topics.device_topic(lock.serial, topics.Inbound.BIND, hub=hub.serial)
+    async with device_client(credentials_of(device_pki, hub.serial), mosquitto_broker) as client:
+        await client.subscribe(
+            topics.device_topic(lock.serial, topics.Outbound.BIND_RESULT, hub=hub.serial), qos=1
+        )
+        # Without the lock's proof, the hub is not believed: not its child yet.
+        await publish_json(client, bind_topic, {"token": token})
+
+        async def refused() -> bool:
+            return sample(services, "zanuo_mqtt_dropped_total", reason="unknown_child") == 1
+
+        await eventually(refused)
+        nonce, signature = lock.proof(token)
+        await publish_json(
+            client,
+            bind_topic,
+            {
+                "token": token,
+                "proof": {
+                    "nonce": base64.b64encode(nonce).decode(),
+                    "signature": base64.b64encode(signature).decode(),
+                },
+            },
+        )
+        result = json.loads((await next_message(client)).payload)
+        assert result == {"status": "bound"}
+    async with services.db.session() as session:
+        row = await session.get(Device, lock.serial)
+        assert row is not None
+        assert (row.parent_serial, row.network_type) == (hub.serial, "ble")
