@@ -164,6 +164,11 @@ class BindEndpoint:
             _LOGGER.info("zn-bind refused by the device")
             response.status = zn_bind_pb2.BindRejected
             return response.SerializeToString()
+        except Exception:
+            # Whatever the device's own store does, the app gets a status it can show.
+            _LOGGER.exception("zn-bind handler failed")
+            response.status = zn_bind_pb2.BindInternalError
+            return response.SerializeToString()
         nonce = os.urandom(DEVICE_NONCE_LEN)
         response.status = zn_bind_pb2.BindOk
         response.device_nonce = nonce

@@ -24,6 +24,7 @@ _LOGGER = logging.getLogger(__name__)
 
 SESSION_COOKIE = "session"
 DEFAULT_RESUME_GRACE = 30.0
+IDLE_CONNECTION_KEEP = 3600.0
 _CLIENT_HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "text/plain"}
 
 
@@ -169,9 +170,12 @@ class HttpTransport:
         self._session: ClientSession | None = None
 
     async def __aenter__(self) -> Self:
-        # limit=1 keeps every request on the same TCP connection, which carries the session.
+        # limit=1 keeps every request on the same TCP connection, which carries the
+        # session; aiohttp would drop an idle connection after 15 s, and with it the
+        # session, while a person types the Wi-Fi password.
         self._session = ClientSession(
-            connector=TCPConnector(limit=1), timeout=ClientTimeout(total=self._timeout)
+            connector=TCPConnector(limit=1, keepalive_timeout=IDLE_CONNECTION_KEEP),
+            timeout=ClientTimeout(total=self._timeout),
         )
         return self
 

@@ -33,11 +33,12 @@ TOKEN = b"pairing-token-0123456789abcdef"
 class LockBindHandler:
     """A code-less lock: keeps the token and signs with its device key."""
 
-    def __init__(self, *, refuse: bool = False, signs: bool = True) -> None:
+    def __init__(self, *, refuse: bool = False, signs: bool = True, broken: bool = False) -> None:
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.accepted: list[BindRequest] = []
         self._refuse = refuse
         self._signs = signs
+        self._broken = broken
 
     @property
     def serial(self) -> str:
@@ -49,6 +50,8 @@ class LockBindHandler:
     async def accept_bind(self, request: BindRequest) -> None:
         if self._refuse:
             raise BindRefused
+        if self._broken:
+            raise OSError("flash write failed")
         self.accepted.append(request)
 
 
@@ -166,3 +169,11 @@ async def test_empty_token_answers_bind_invalid_argument(wifi_world: WifiWorld) 
 async def test_camera_with_label_code_answers_without_signature(wifi_world: WifiWorld) -> None:
     result = await _bind_with(LockBindHandler(signs=False), wifi_world, TOKEN)
     assert getattr(result, "signature", "missing") is None
+
+
+async def test_device_failing_to_store_the_token_answers_bind_internal_error(
+    wifi_world: WifiWorld,
+) -> None:
+    with pytest.raises(BindFailed) as failure:
+        await _bind_with(LockBindHandler(broken=True), wifi_world, TOKEN)
+    assert failure.value.status == "BindInternalError"
