@@ -65,9 +65,15 @@ def files_under(*roots: Path) -> list[Path]:
     return sorted(p for root in roots if root.exists() for p in root.rglob("*") if p.is_file())
 
 
+QUIET_LOGGERS = ("bumble",)  # radio-level PDU dumps: no secrets, megabytes of text
+
+
 @contextmanager
 def captured_logs(path: Path) -> Iterator[Path]:
-    """Write every log record of every logger, DEBUG and up, to ``path`` while the block runs."""
+    """Write every log record (DEBUG up; radio dumps INFO up) to ``path`` while the block runs."""
+    quiet = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.INFO)
     root = logging.getLogger()
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.DEBUG)
@@ -81,3 +87,5 @@ def captured_logs(path: Path) -> Iterator[Path]:
         root.removeHandler(handler)
         root.setLevel(previous)
         handler.close()
+        for name, level in quiet.items():
+            logging.getLogger(name).setLevel(level)
