@@ -65,6 +65,7 @@ from provisioning.storage.devices import Device, Event, Ownership
 _LOGGER = logging.getLogger(__name__)
 
 SCREENSHOT_PURPOSE: Final = "event_screenshots"
+MAX_PEERS: Final = 256
 BIND_RESULT_EXPIRY_S: Final = 600
 _KIND_LABEL: Final = {kind: kind.name.lower() for kind in topics.Inbound}
 
@@ -100,6 +101,7 @@ class BridgeOptions:
     command_expiry_s: int = 300
     crl_file: Path | None = None
     crl_poll_s: float = 1.0
+    adopt_idle_s: float = 1.0
 
 
 def new_client_id() -> str:
@@ -134,7 +136,6 @@ class _Delivery:
     """Enough to PUBACK a message later, on the connection it came in on."""
 
     client: aiomqtt.Client
-    generation: int
     mid: int
     qos: int
 
@@ -167,7 +168,13 @@ class MqttBridge:
         self._on_events_stored = on_events_stored
         self._metrics = services.metrics
         self._client: aiomqtt.Client | None = None
-        self._generation = 0
+        # Connections whose packet ids are valid now: the main one and adoptions.
+        self._live: set[aiomqtt.Client] = set()
+        self._unacked: dict[aiomqtt.Client, int] = {}
+        self._group: asyncio.TaskGroup | None = None
+        self._peers: dict[str, str] = {}
+        self._peers_offline: set[str] = set()
+        self._adopting: set[str] = set()
         self._connected = asyncio.Event()
         self._events: asyncio.Queue[_PendingEvent] = asyncio.Queue(maxsize=options.receive_maximum)
         self._stack: contextlib.AsyncExitStack | None = None
@@ -176,6 +183,8 @@ class MqttBridge:
         self.reconnects = 0
         self.kicks = 0
         self.events_stored = 0
+        self.adoptions = 0
+        self.adopted_messages = 0
         self.dispatcher = CommandDispatcher(
             db=services.db,
             clock=services.clock,
@@ -198,6 +207,7 @@ class MqttBridge:
         await self._refresh_online_gauge()
         async with contextlib.AsyncExitStack() as stack:
             group = await stack.enter_async_context(asyncio.TaskGroup())
+            self._group = group
             stack.push_async_callback(self._stop_tasks)
             name = self.options.instance
             self._tasks = [
@@ -251,10 +261,15 @@ class MqttBridge:
 
     # ------------------------------------------------------------------ connection
 
-    def _make_client(self) -> aiomqtt.Client:
+    def _make_client(
+        self, client_id: str | None = None, *, session_expiry_s: int | None = None
+    ) -> aiomqtt.Client:
         options = self.options
+        adopting = client_id is not None
         connect = _properties(PacketTypes.CONNECT)
-        connect.SessionExpiryInterval = options.session_expiry_s
+        connect.SessionExpiryInterval = (
+            options.session_expiry_s if session_expiry_s is None else session_expiry_s
+        )
         connect.ReceiveMaximum = options.receive_maximum
         will = aiomqtt.Will(
             topics.bridge_state_topic(options.instance),
@@ -265,14 +280,14 @@ class MqttBridge:
         client = aiomqtt.Client(
             options.host,
             options.port,
-            identifier=options.client_id,
+            identifier=client_id or options.client_id,
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=False,
             properties=connect,
             keepalive=options.keepalive_s,
             tls_context=options.tls_context,
             timeout=options.connect_timeout_s,
-            will=will,
+            will=None if adopting else will,
             queue_type=_counting_queue(self._metrics),
             max_queued_incoming_messages=options.incoming_queue,
         )
@@ -288,19 +303,18 @@ class MqttBridge:
             client = self._make_client()
             try:
                 async with client:
-                    self._generation += 1
-                    generation = self._generation
                     self._client = client
+                    self._live.add(client)
                     if not first:
                         self.reconnects += 1
                         self._metrics.bridge_reconnects.inc()
                     first = False
-                    await client.subscribe(
-                        [
-                            (topic_filter, SubscribeOptions(qos=1))
-                            for topic_filter in topics.subscriptions(self.options.group)
-                        ]
-                    )
+                    filters = topics.subscriptions(self.options.group)
+                    if self.options.group is not None:
+                        filters += topics.bridge_filters()
+                    await client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
+                    if self.options.group is not None:
+                        await self._publish_session(client)
                     await self._publish_presence(client, online=True)
                     self._connected.set()
                     self._metrics.bridge_connected.set(1)
@@ -308,9 +322,7 @@ class MqttBridge:
                     _LOGGER.info("MQTT bridge %s connected", self.options.instance)
                     self.dispatcher.wake()
                     async for message in client.messages:
-                        await self._route(
-                            message, _Delivery(client, generation, message.mid, message.qos)
-                        )
+                        await self._route(message, _Delivery(client, message.mid, message.qos))
             except (aiomqtt.MqttError, OSError) as err:
                 _LOGGER.warning(
                     "MQTT bridge %s disconnected: %s", self.options.instance, type(err).__name__
@@ -319,6 +331,8 @@ class MqttBridge:
                 self._connected.clear()
                 self._metrics.bridge_connected.set(0)
                 self._client = None
+                self._live.discard(client)
+                self._unacked.pop(client, None)
             if self._stopping:
                 return
             # Full jitter: many bridges restarting together do not reconnect in step.
@@ -327,13 +341,15 @@ class MqttBridge:
             await asyncio.sleep(delay)
 
     def _ack(self, delivery: _Delivery) -> None:
-        # A message from an earlier connection is redelivered on this one;
-        # its old packet id must not acknowledge something else.
-        if delivery.qos == 0 or delivery.generation != self._generation:
+        # A message from a connection that has ended is redelivered on the
+        # next one; its old packet id must not acknowledge something else.
+        client = delivery.client
+        if client not in self._live:
             return
-        if self._client is not delivery.client:
-            return
-        delivery.client._client.ack(delivery.mid, delivery.qos)
+        if client in self._unacked:
+            self._unacked[client] -= 1
+        if delivery.qos:
+            client._client.ack(delivery.mid, delivery.qos)
 
     async def _publish(
         self,
@@ -386,6 +402,10 @@ class MqttBridge:
         self._metrics.mqtt_dropped.labels(reason).inc()
 
     async def _route(self, message: aiomqtt.Message, delivery: _Delivery) -> None:
+        if topics.is_bridge_topic(message.topic.value):
+            self._peer_message(message)
+            self._ack(delivery)
+            return
         try:
             parsed = topics.parse_device_topic(message.topic.value)
         except topics.TopicError:
@@ -503,6 +523,8 @@ class MqttBridge:
         await self._require_child(parsed)
         screenshot = event.screenshot_bytes()
         pending = _PendingEvent(parsed.serial, parsed.hub, event, screenshot, delivery, started)
+        if delivery.client in self._unacked:
+            self._unacked[delivery.client] += 1
         # Never full in practice: the broker keeps at most receive_maximum
         # unacknowledged messages in flight to us. If it is, wait (push back).
         await self._events.put(pending)
@@ -612,6 +634,109 @@ class MqttBridge:
         if self._on_events_stored is not None and rows:
             self._on_events_stored([(row["serial"], row["event_id"]) for row in rows])
 
+    # ------------------------------------------------------------------ peers
+
+    async def _publish_session(self, client: aiomqtt.Client) -> None:
+        await client.publish(
+            topics.bridge_session_topic(self.options.instance),
+            payloads.encode(payloads.BridgeSessionPayload(client_id=self.options.client_id)),
+            qos=1,
+            retain=True,
+            timeout=5,
+        )
+
+    def _peer_message(self, message: aiomqtt.Message) -> None:
+        try:
+            instance, what = topics.parse_bridge_topic(message.topic.value)
+        except topics.TopicError:
+            self._drop("topic")
+            return
+        if instance == self.options.instance or len(self._peers) > MAX_PEERS:
+            return
+        body = message.payload if isinstance(message.payload, bytes) else b""
+        try:
+            if what == "session":
+                if not body:
+                    self._peers.pop(instance, None)
+                    return
+                session = payloads.BridgeSessionPayload.model_validate_json(body)
+                self._peers[instance] = session.client_id
+            else:
+                state = payloads.BridgeStatePayload.model_validate_json(body)
+                if state.online:
+                    self._peers_offline.discard(instance)
+                else:
+                    self._peers_offline.add(instance)
+        except ValueError:
+            self._drop("schema")
+            return
+        self._maybe_adopt(instance)
+
+    def _maybe_adopt(self, instance: str) -> None:
+        client_id = self._peers.get(instance)
+        group = self._group
+        if (
+            client_id is None
+            or instance not in self._peers_offline
+            or instance in self._adopting
+            or group is None
+            or self._stopping
+        ):
+            return
+        self._adopting.add(instance)
+        self._tasks.append(
+            group.create_task(self._adopt(instance, client_id), name=f"bridge-adopt-{instance}")
+        )
+
+    async def _adopt(self, instance: str, client_id: str) -> None:
+        """Drain a dead peer's persistent session, then let it expire.
+
+        Mosquitto keeps routing a share of ``$share`` messages to an offline
+        member's session; without this they would wait for that instance to
+        come back. The session is resumed with expiry 0 (so it ends when we
+        disconnect), unsubscribed first (so nothing new is routed to it),
+        drained until idle, and left only when everything handled is acked.
+        """
+        client = self._make_client(client_id, session_expiry_s=0)
+        try:
+            async with client:
+                self._live.add(client)
+                self._unacked[client] = 0
+                try:
+                    await client.unsubscribe(topics.subscriptions(self.options.group))
+                    await self._drain(client)
+                finally:
+                    self._live.discard(client)
+                    self._unacked.pop(client, None)
+        except (aiomqtt.MqttError, OSError) as err:
+            # The peer came back and took its session over, or the broker went
+            # away: either way its messages are not lost, just not ours.
+            _LOGGER.warning("Could not adopt bridge %s's session: %s", instance, type(err).__name__)
+        else:
+            self.adoptions += 1
+            _LOGGER.info("Adopted and closed the session of stopped bridge %s", instance)
+            if instance in self._peers_offline and self._client is not None:
+                with contextlib.suppress(aiomqtt.MqttError):
+                    await self._client.publish(
+                        topics.bridge_session_topic(instance), b"", qos=1, retain=True, timeout=5
+                    )
+        finally:
+            self._adopting.discard(instance)
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        messages = client.messages
+        while True:
+            try:
+                async with asyncio.timeout(self.options.adopt_idle_s):
+                    message = await anext(messages)
+            except TimeoutError:
+                break
+            self.adopted_messages += 1
+            await self._route(message, _Delivery(client, message.mid, message.qos))
+        # Leave only when every event taken from this session is committed and acked.
+        while self._unacked.get(client, 0) > 0:  # noqa: ASYNC110 (acks come from the event writer)
+            await asyncio.sleep(0.02)
+
     # ------------------------------------------------------------------ revocation
 
     async def kick(self, serial: str) -> None:
@@ -644,7 +769,7 @@ class MqttBridge:
                 continue
             seen = mtime
             current = _revoked_numbers(crl_file)
-            fresh, known = current - known, current | known
+            fresh, known = current - known, current
             if fresh:
                 await self._kick_revoked(fresh)
 

@@ -140,6 +140,12 @@ class BridgeStatePayload(_Wire):
     online: bool
 
 
+class BridgeSessionPayload(_Wire):
+    """The client id of a bridge instance's persistent session (bridges only)."""
+
+    client_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+
+
 # --------------------------------------------------------------------------- codec
 
 M = TypeVar("M", bound=BaseModel)
@@ -188,6 +194,7 @@ __all__ = [
     "BindPayload",
     "BindProofPayload",
     "BindResultPayload",
+    "BridgeSessionPayload",
     "BridgeStatePayload",
     "CommandAckPayload",
     "CommandPayload",

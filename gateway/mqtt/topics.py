@@ -96,9 +96,33 @@ def bridge_state_topic(instance: str) -> str:
     return f"{BRIDGE_PREFIX}/{instance}/state"
 
 
-def bridge_state_filter() -> str:
-    """Return the filter matching every bridge instance's presence topic."""
-    return f"{BRIDGE_PREFIX}/+/state"
+def bridge_session_topic(instance: str) -> str:
+    """Return the retained topic where an instance tells its peers its session (client id).
+
+    Only bridge identities can read ``zn/bridge/#`` (the ACL gives devices
+    nothing outside ``zn/v1/{serial}/#``), so the id stays among bridges.
+    """
+    return bridge_state_topic(instance).removesuffix("/state") + "/session"
+
+
+def bridge_filters() -> list[str]:
+    """Return the (never shared) filters for every instance's presence and session."""
+    return [f"{BRIDGE_PREFIX}/+/state", f"{BRIDGE_PREFIX}/+/session"]
+
+
+def parse_bridge_topic(topic: str) -> tuple[str, str]:
+    """Return (instance, ``state`` | ``session``) of a bridge topic or raise TopicError."""
+    parts = topic.split("/")
+    if len(parts) != 4 or f"{parts[0]}/{parts[1]}" != BRIDGE_PREFIX:
+        raise TopicError("not a bridge topic")
+    if not _INSTANCE.fullmatch(parts[2]) or parts[3] not in ("state", "session"):
+        raise TopicError("not a bridge topic")
+    return parts[2], parts[3]
+
+
+def is_bridge_topic(topic: str) -> bool:
+    """Tell whether ``topic`` is under ``zn/bridge/``."""
+    return topic.startswith(BRIDGE_PREFIX + "/")
 
 
 _SUFFIXES: Final = {kind.value: kind for kind in Inbound}
@@ -149,10 +173,13 @@ __all__ = [
     "Inbound",
     "Outbound",
     "TopicError",
-    "bridge_state_filter",
+    "bridge_filters",
+    "bridge_session_topic",
     "bridge_state_topic",
     "device_topic",
     "inbound_filters",
+    "is_bridge_topic",
+    "parse_bridge_topic",
     "parse_device_topic",
     "shared",
     "state_topic",
