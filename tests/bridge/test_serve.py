@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import os
@@ -16,6 +17,7 @@ from cryptography import x509
 from gateway.mqtt import topics
 from gateway.mqtt.bridge import MqttBridge
 from gateway.mqtt.broker import client_tls_context, free_local_port
+from provisioning.cli import bridge_cmd
 from provisioning.cli.bridge_cmd import format_status
 from provisioning.cli.serve_cmd import BrokerEndpoint, serve_until
 from provisioning.clock import SystemClock
@@ -63,7 +65,11 @@ async def _register(db: Database, certificate: x509.Certificate) -> None:
 
 
 async def test_serve_without_a_broker_url_starts_uses_and_stops_its_own_mosquitto(
-    serve_settings: Settings, secrets: Secrets, database: Database, tmp_path: Path
+    serve_settings: Settings,
+    secrets: Secrets,
+    database: Database,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     stop = asyncio.Event()
     ready: asyncio.Future[tuple[web.AppRunner, MqttBridge, BrokerEndpoint]] = (
@@ -113,6 +119,12 @@ async def test_serve_without_a_broker_url_starts_uses_and_stops_its_own_mosquitt
             status = format_status(await response.text())
         assert "connected:        yes" in status
         assert "devices online:   1" in status
+        # `zanuo bridge status` reads the same from the running service.
+        exit_code = await asyncio.to_thread(
+            bridge_cmd.show_status, argparse.Namespace(url=None), serve_settings, secrets
+        )
+        assert exit_code == 0
+        assert "devices online:   1" in capsys.readouterr().out
         stop.set()
     assert serving.result() == 0
     assert not _alive(pid)
