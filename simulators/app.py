@@ -335,8 +335,10 @@ class PhoneApp:
         http: aiohttp.ClientSession | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         client_info: dict[str, str] | None = None,
+        on_step: Callable[[str], None] | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
+        self._on_step = on_step
         self.location = location
         self.session: Session | None = None
         self._http = http
@@ -358,6 +360,11 @@ class PhoneApp:
         if self._own_http and self._http is not None:
             await self._http.close()
             self._http = None
+
+    def _step(self, text: str) -> None:
+        """Tell the watcher what just happened (never with a secret in ``text``)."""
+        if self._on_step is not None:
+            self._on_step(text)
 
     # -- HTTP ---------------------------------------------------------------------
 
@@ -474,6 +481,26 @@ class PhoneApp:
         doc: dict[str, Any] = await self.request("GET", f"/v1/pairing-tokens/{token_id}")
         return doc
 
+    async def pair_through_hub(
+        self, hub: str, token: PairingToken, *, ble_address: str | None = None
+    ) -> str:
+        """Ask a hub to pair a nearby code-less device with ``token``; return the command id."""
+        body: dict[str, Any] = {"token": token.token}
+        if ble_address is not None:
+            body["ble_address"] = ble_address
+        doc = await self.request("POST", f"/v1/devices/{hub}/ble-pairings", json=body)
+        return str(doc.get("command_id", "")) if isinstance(doc, dict) else ""
+
+    async def wait_activated(self, token: PairingToken) -> str:
+        """Poll a pairing token until a device is bound with it; return that device's serial."""
+        while True:
+            state = await self.pairing_token_state(token.token_id)
+            for device in state["devices"]:
+                if device["state"] == "bound":
+                    self._step(f"{device['serial']} bound with the pairing token")
+                    return str(device["serial"])
+            await asyncio.sleep(self._poll_interval)
+
     async def set_up_camera(
         self,
         label_payload: str,
@@ -488,21 +515,27 @@ class PhoneApp:
         loop = asyncio.get_running_loop()
         started = loop.time()
         label = parse_label_payload(label_payload)
+        self._step(f"label scanned: {label.serial} ({label.model})")
         state = await self.bind_state(label.serial)
         if not state.exists:
             raise DeviceNotFound(serial=label.serial)
+        self._step(f"pre-check: online={state.online}, relation={state.relation}")
         binding_id, bind_token = await self.start_binding(label)
         code = label.code or ""  # start_binding refused a code-less label
+        self._step("verification code accepted; binding pending")
         _LOGGER.debug("binding %s opened for %s", binding_id, label.serial)
         async with link.open() as transport:
             client = ProvisioningClient(transport)
-            await client.get_version()
+            version = await client.get_version()
             await client.establish_session(Credentials(pop=code, password=code))
+            self._step(f"local link open: protocomm session, security {version.sec_ver}")
             await client.bind(bind_token.encode(), broker[0], broker[1])
+            self._step(f"zn-bind: bind token and broker {broker[0]}:{broker[1]} handed over")
             async with asyncio.timeout(wifi_timeout):
                 connection, attempts = await self.provision_wifi(client, wifi)
         async with asyncio.timeout(bind_timeout):
             await self.wait_bound(binding_id)
+        self._step(f"binding {binding_id} is bound")
         return BoundDevice(label.serial, binding_id, connection, attempts, loop.time() - started)
 
     async def provision_wifi(
@@ -516,16 +549,22 @@ class PhoneApp:
             await client.set_wifi_config(access_point.ssid, password, bssid=access_point.bssid)
             await client.apply_wifi_config()
             try:
-                return await client.wait_for_wifi(interval=self._poll_interval / 2), attempts
+                connection = await client.wait_for_wifi(interval=self._poll_interval / 2)
             except WifiConnectFailed as err:
                 if err.reason == FailReason.NETWORK_NOT_FOUND.value:
                     raise NetworkNotFound(wifi.ssid) from err
+                self._step(f"Wi-Fi attempt {attempts} failed ({err.reason}); trying again")
                 _LOGGER.debug("the device could not join (%s); trying the next password", err)
+                continue
+            self._step(f"Wi-Fi joined {wifi.ssid!r} as {connection.ip4_addr}")
+            return connection, attempts
         raise WrongWifiPassword(wifi.ssid, attempts)
 
     async def pick_network(self, client: ProvisioningClient, ssid: str) -> AccessPointInfo:
         """Scan through the device (the phone's location stays on the phone) and pick ``ssid``."""
-        found = [ap for ap in await client.scan() if ap.ssid == ssid.encode()]
+        networks = await client.scan()
+        self._step(f"Wi-Fi scan through the device: {len(networks)} network(s)")
+        found = [ap for ap in networks if ap.ssid == ssid.encode()]
         if not found:
             raise NetworkNotFound(ssid)
         return max(found, key=lambda ap: ap.rssi)

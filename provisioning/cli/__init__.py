@@ -11,15 +11,28 @@ from provisioning.cli import (
     ca_cmd,
     config_cmd,
     db_cmd,
+    demo_cmd,
     devices_cmd,
     keys_cmd,
     retention_cmd,
     serve_cmd,
+    simulate_cmd,
 )
 from provisioning.cli.common import run_command
 from provisioning.errors import ZanuoError
 
-GROUPS = (serve_cmd, config_cmd, db_cmd, ca_cmd, devices_cmd, retention_cmd, keys_cmd, bridge_cmd)
+GROUPS = (
+    serve_cmd,
+    config_cmd,
+    db_cmd,
+    ca_cmd,
+    devices_cmd,
+    retention_cmd,
+    keys_cmd,
+    bridge_cmd,
+    simulate_cmd,
+    demo_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
