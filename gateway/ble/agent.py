@@ -68,7 +68,9 @@ from provisioning.protocomm import (
     ProvisioningClient,
     TransportError,
 )
+from provisioning.protocomm.bind import BindResult
 from provisioning.protocomm.ble import ESPRESSIF_SERVICE_UUID
+from provisioning.protocomm.endpoints import CAP_NO_POP
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -307,21 +309,18 @@ class BleHubAgent:
 
     async def pair(self, token: str, ble_address: str | None = None) -> PairedChild:
         """Pair the lock in pairing mode (at ``ble_address`` if given) or raise PairingFailed."""
-        device = await self._find_in_pairing_mode(ble_address)
-        try:
-            async with BleTransport(
-                device, backend=self._client_backend, timeout=self.options.connect_timeout_s
-            ) as transport:
-                client = ProvisioningClient(transport)
-                await client.get_version()
-                await client.establish_session(Credentials())
-                result = await client.bind(token.encode(), *self._broker)
-        except BindFailed as err:
-            raise PairingFailed("lock_refused") from err
-        except TransportError as err:
-            raise PairingFailed("ble_error") from err
-        except ProtocommError as err:
-            raise PairingFailed("protocol_error") from err
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.scan_timeout_s
+        skipped: set[str] = set()
+        while True:
+            device = await self._find_in_pairing_mode(ble_address, skipped, deadline - loop.time())
+            result = await self._bind_over_gatt(device, token)
+            if result is not None:
+                break
+            # A camera or hub being set up advertises the same service; it needs a code.
+            if ble_address is not None:
+                raise PairingFailed("not_codeless")
+            skipped.add(device.address.upper())
         if result.signature is None:
             raise PairingFailed("no_proof")
         proof = BindProofPayload(
@@ -346,15 +345,39 @@ class BleHubAgent:
         self._start_relay(child)
         return child
 
+    async def _bind_over_gatt(self, device: BLEDevice, token: str) -> BindResult | None:
+        """Send the token with ``zn-bind``; None when the device is not a code-less one."""
+        try:
+            async with BleTransport(
+                device, backend=self._client_backend, timeout=self.options.connect_timeout_s
+            ) as transport:
+                client = ProvisioningClient(transport)
+                version = await client.get_version()
+                if version.sec_ver != 0 and not (
+                    version.sec_ver == 1 and CAP_NO_POP in version.capabilities
+                ):
+                    return None
+                await client.establish_session(Credentials())
+                return await client.bind(token.encode(), *self._broker)
+        except BindFailed as err:
+            raise PairingFailed("lock_refused") from err
+        except TransportError as err:
+            raise PairingFailed("ble_error") from err
+        except ProtocommError as err:
+            raise PairingFailed("protocol_error") from err
+
     async def _drop_unpaired(self, serial: str) -> None:
         if serial not in self._children:
             await self._uplink.remove_child(serial)
 
-    async def _find_in_pairing_mode(self, ble_address: str | None) -> BLEDevice:
+    async def _find_in_pairing_mode(
+        self, ble_address: str | None, skipped: set[str], within: float
+    ) -> BLEDevice:
         wanted = ble_address.upper() if ble_address else None
 
         def matches(device: BLEDevice, _adv: AdvertisementData) -> bool:
-            return wanted is None or device.address.upper() == wanted
+            address = device.address.upper()
+            return address not in skipped and (wanted is None or address == wanted)
 
         found: asyncio.Future[BLEDevice] = asyncio.get_running_loop().create_future()
 
@@ -366,8 +389,10 @@ class BleHubAgent:
             seen, service_uuids=[ESPRESSIF_SERVICE_UUID], backend=self._scanner_backend
         )
         device: BLEDevice | None = None
+        if within <= 0:
+            raise PairingFailed("lock_not_found")
         try:
-            async with scanner, asyncio.timeout(self.options.scan_timeout_s):
+            async with scanner, asyncio.timeout(within):
                 device = await found
         except TimeoutError:
             device = None

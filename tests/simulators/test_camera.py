@@ -286,6 +286,10 @@ async def test_camera_reconnects_after_the_broker_restarts(
         async with asyncio.timeout(WAIT_S):
             await mosquitto_broker.wait_ready()
         await eventually(lambda: session.connections >= 2 and session.connected)
+        # Without broker persistence an event is only kept for a subscriber that is back.
+        await eventually(lambda: bridge.reconnects >= 1)
+        async with asyncio.timeout(WAIT_S):
+            await bridge.wait_connected()
         event_id = await camera.motion()
 
         async def stored() -> bool:

@@ -1,0 +1,274 @@
+"""The lock's pairing window, and the hub's BLE agent pairing and relaying a lock for real."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from bleak import BleakScanner
+from bumble import core
+from sqlalchemy import select
+
+from gateway.ble.agent import BLE_PAIR_COMMAND, AgentOptions, PairingFailed
+from gateway.mqtt import payloads
+from gateway.mqtt.bridge import MqttBridge
+from gateway.mqtt.broker import ManagedMosquitto
+from provisioning.clock import FrozenClock
+from provisioning.protocomm import BindRefused, BindRequest
+from provisioning.protocomm.ble import ESPRESSIF_SERVICE_UUID
+from provisioning.protocomm.bumble_backend import VirtualBleLink, bleak_scanner_backend
+from provisioning.services import Services
+from provisioning.storage.devices import Device, Event, Ownership
+from simulators.flash import ChildLink, DeviceFlash
+from simulators.hub import Hub
+from simulators.lock import PAIRING_WINDOW, Lock
+from simulators.wifi_world import WifiWorld
+from tests.simulators.conftest import (
+    FAST_AGENT,
+    FAST_SESSION,
+    WAIT_S,
+    Manufacture,
+    Owner,
+    bind_and_provision,
+    broker_of,
+    eventually,
+    softap_client,
+)
+
+HUB = "ZH1-HUB-0001"
+LOCK = "ZL1-LOCK-0001"
+
+
+async def test_lock_pairing_window_closes_after_the_timeout(
+    manufacture: Manufacture, ble_link: VirtualBleLink, clock: FrozenClock
+) -> None:
+    folder = await manufacture(LOCK, "lock")
+    scanner_radio = await ble_link.add_central("scanner")
+    async with Lock(folder, ble_link, clock=clock, poll_s=0.02) as lock:
+        assert lock.advertising is None
+        await lock.press_button()
+        assert lock.pairing_open
+        assert lock.advertising == "pairing"
+        found = await BleakScanner.find_device_by_filter(
+            lambda _device, adv: adv.local_name == f"ZN-{LOCK}",
+            timeout=WAIT_S,
+            service_uuids=[ESPRESSIF_SERVICE_UUID],
+            backend=bleak_scanner_backend(scanner_radio),
+        )
+        assert found is not None
+        assert found.address == lock.ble_address
+        clock.advance(PAIRING_WINDOW - dt.timedelta(seconds=1))
+        assert lock.pairing_open
+        clock.advance(dt.timedelta(seconds=2))
+        await eventually(lambda: lock.advertising is None)
+        assert not lock.pairing_open
+        with pytest.raises(BindRefused):
+            await lock.accept_bind(BindRequest(b"zp_late-pairing-token", "hub.local", 8883))
+        assert not lock.paired
+
+
+async def _owner_and_parent(services: Services, serial: str) -> tuple[uuid.UUID | None, str | None]:
+    async with services.db.session() as session:
+        ownership = await session.get(Ownership, serial)
+        device = await session.get(Device, serial)
+    return (
+        None if ownership is None else ownership.account_id,
+        None if device is None else device.parent_serial,
+    )
+
+
+async def _event_results(services: Services, serial: str) -> list[tuple[str | None, str | None]]:
+    async with services.db.session() as session:
+        rows = await session.execute(
+            select(Event.result, Event.via_serial)
+            .where(Event.serial == serial)
+            .order_by(Event.result)
+        )
+        return [(result, via) for result, via in rows.all()]
+
+
+@asynccontextmanager
+async def hub_and_lock(
+    services: Services,
+    owner: Owner,
+    manufacture: Manufacture,
+    world: WifiWorld,
+    ble_link: VirtualBleLink,
+    broker: ManagedMosquitto,
+    clock: FrozenClock,
+    *,
+    agent_options: AgentOptions = FAST_AGENT,
+) -> AsyncIterator[tuple[Hub, Lock]]:
+    """Run a hub bound to ``owner`` and a powered-on, unpaired lock next to it."""
+    hub_folder: Path = await manufacture(HUB, "hub")
+    lock_folder: Path = await manufacture(LOCK, "lock")
+    hub = Hub(
+        hub_folder,
+        world,
+        ble_link=ble_link,
+        clock=clock,
+        broker=broker_of(broker),
+        session_options=FAST_SESSION,
+        agent_options=agent_options,
+    )
+    async with hub, Lock(lock_folder, ble_link, clock=clock, poll_s=0.05) as lock:
+        async with softap_client(hub) as client:
+            await bind_and_provision(services, owner, hub, client)
+        async with asyncio.timeout(WAIT_S):
+            await hub.wait_online()
+        await eventually(lambda: hub.agent is not None)
+        yield hub, lock
+
+
+async def test_hub_pairs_a_lock_on_command_and_relays_its_unlock_results(
+    services: Services,
+    bridge: MqttBridge,
+    mosquitto_broker: ManagedMosquitto,
+    manufacture: Manufacture,
+    owner: Owner,
+    world: WifiWorld,
+    ble_link: VirtualBleLink,
+    clock: FrozenClock,
+) -> None:
+    async with hub_and_lock(
+        services, owner, manufacture, world, ble_link, mosquitto_broker, clock
+    ) as (hub, lock):
+        await lock.press_button()
+        pairing = await services.binding.create_pairing_token(owner.principal)
+        command = payloads.CommandPayload(
+            id=str(uuid.uuid4()),
+            name=BLE_PAIR_COMMAND,
+            args={"token": pairing.token, "ble_address": lock.ble_address},
+        )
+        await bridge.publish_command(hub.serial, None, payloads.encode(command), expiry_s=60)
+
+        async def paired() -> bool:
+            return await _owner_and_parent(services, LOCK) == (owner.principal.account_id, HUB)
+
+        await eventually(paired)  # the bridge verified the lock's signed proof
+        assert lock.paired
+        assert not lock.pairing_open
+        assert hub.children == (ChildLink(LOCK, lock.ble_address),)
+        assert DeviceFlash.load(hub.flash.folder).state.children == [
+            ChildLink(LOCK, lock.ble_address)
+        ]
+        agent = hub.agent
+        assert agent is not None
+        async with asyncio.timeout(WAIT_S):
+            await agent.wait_link(LOCK)
+
+        template = os.urandom(64)
+        lock.enroll_fingerprint(template)
+        assert await lock.touch(template)
+        assert not await lock.touch(bytes(b ^ 0xFF for b in template))
+
+        async def two_events() -> bool:
+            return len(await _event_results(services, LOCK)) == 2
+
+        await eventually(two_events)
+        assert await _event_results(services, LOCK) == [("match", HUB), ("no_match", HUB)]
+
+
+async def test_hub_relinks_after_the_ble_link_drops(
+    services: Services,
+    bridge: MqttBridge,
+    mosquitto_broker: ManagedMosquitto,
+    manufacture: Manufacture,
+    owner: Owner,
+    world: WifiWorld,
+    ble_link: VirtualBleLink,
+    clock: FrozenClock,
+) -> None:
+    async with hub_and_lock(
+        services, owner, manufacture, world, ble_link, mosquitto_broker, clock
+    ) as (hub, lock):
+        await lock.press_button()
+        pairing = await services.binding.create_pairing_token(owner.principal)
+        child = await hub.pair(pairing.token)
+        assert child.serial == LOCK
+        agent = hub.agent
+        assert agent is not None
+        async with asyncio.timeout(WAIT_S):
+            await agent.wait_link(LOCK)
+        device = lock.ble_device
+        assert device is not None
+        for connection in list(device.connections.values()):
+            with contextlib.suppress(core.BaseBumbleError):  # already gone
+                await connection.disconnect()
+        await eventually(lambda: not agent.link_connected(LOCK))
+        async with asyncio.timeout(WAIT_S):
+            await agent.wait_link(LOCK)
+        lock.enroll_fingerprint(b"\x5a" * 32)
+        assert await lock.touch(b"\x5a" * 32)
+
+        async def relayed() -> bool:
+            return await _event_results(services, LOCK) == [("match", HUB)]
+
+        await eventually(relayed)
+
+
+async def test_lock_factory_reset_is_relayed_and_unbinds_it(
+    services: Services,
+    bridge: MqttBridge,
+    mosquitto_broker: ManagedMosquitto,
+    manufacture: Manufacture,
+    owner: Owner,
+    world: WifiWorld,
+    ble_link: VirtualBleLink,
+    clock: FrozenClock,
+) -> None:
+    async with hub_and_lock(
+        services, owner, manufacture, world, ble_link, mosquitto_broker, clock
+    ) as (hub, lock):
+        await lock.press_button()
+        pairing = await services.binding.create_pairing_token(owner.principal)
+        await hub.pair(pairing.token, lock.ble_address)
+        agent = hub.agent
+        assert agent is not None
+        async with asyncio.timeout(WAIT_S):
+            await agent.wait_link(LOCK)
+        lock.enroll_fingerprint(b"\x01" * 32)
+        await lock.factory_reset()
+        assert lock.flash.is_factory_fresh
+        assert lock.advertising is None
+
+        async def released() -> bool:
+            return await _owner_and_parent(services, LOCK) == (None, None)
+
+        await eventually(released)
+        await eventually(lambda: hub.children == ())
+
+
+async def test_pairing_fails_when_no_lock_is_in_pairing_mode(
+    services: Services,
+    bridge: MqttBridge,
+    mosquitto_broker: ManagedMosquitto,
+    manufacture: Manufacture,
+    owner: Owner,
+    world: WifiWorld,
+    ble_link: VirtualBleLink,
+    clock: FrozenClock,
+) -> None:
+    quick_scan = AgentOptions(scan_timeout_s=0.5, connect_timeout_s=5.0, bind_timeout_s=5.0)
+    async with hub_and_lock(
+        services,
+        owner,
+        manufacture,
+        world,
+        ble_link,
+        mosquitto_broker,
+        clock,
+        agent_options=quick_scan,
+    ) as (hub, lock):
+        pairing = await services.binding.create_pairing_token(owner.principal)
+        with pytest.raises(PairingFailed, match="lock_not_found"):
+            await hub.pair(pairing.token)
+        assert not lock.paired
+        assert hub.children == ()
