@@ -41,17 +41,14 @@ from provisioning.cli.simulate_cmd import (
     is_event,
     manufacture,
     new_serials,
+    require_simulators,
     set_up_wifi_device,
     signed_in_phone,
 )
 from provisioning.config import Secrets, Settings, load_secrets, load_settings
 from provisioning.domain.commands import DeviceCommand
 from provisioning.errors import NotFound
-from provisioning.protocomm.bumble_backend import VirtualBleLink
 from simulators.app import PairingToken, PhoneApp, SoftApLink
-from simulators.camera import Camera
-from simulators.hub import Hub
-from simulators.lock import Lock
 
 DEMO_EMAIL: Final = "demo@example.com"
 DEMO_TIMEOUT_S: Final = 180.0
@@ -121,6 +118,12 @@ async def _pair_lock(
 
 async def run_demo(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
     """Start everything, bind a camera, a hub and a lock, and show events in the feed."""
+    require_simulators()
+    from provisioning.protocomm.bumble_backend import VirtualBleLink
+    from simulators.camera import Camera
+    from simulators.hub import Hub
+    from simulators.lock import Lock
+
     say = Narrator()
     async with _directories(args) as (data_dir, flash_dir):
         settings = demo_settings(args, data_dir, settings)

@@ -21,19 +21,12 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, TextIO
-
-from bumble.device import Device as BumbleDevice
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from provisioning.cli.common import SubParsers
 from provisioning.cli.devices_cmd import open_registry
 from provisioning.config import Secrets, Settings, load_secrets, load_settings
-from provisioning.errors import AccountExists
-from provisioning.protocomm.bumble_backend import (
-    VirtualBleLink,
-    bleak_backend,
-    bleak_scanner_backend,
-)
+from provisioning.errors import AccountExists, ConfigError
 from simulators.app import (
     BleLink,
     GeoLocation,
@@ -43,10 +36,13 @@ from simulators.app import (
     WifiChoice,
     outbox_code_reader,
 )
-from simulators.camera import WifiDevice
-from simulators.fleet import FleetPlan, run_fleet
 from simulators.fleet_report import format_report
 from simulators.wifi_world import AccessPoint, WifiWorld
+
+if TYPE_CHECKING:
+    from bumble.device import Device as BumbleDevice
+
+    from simulators.camera import WifiDevice
 
 DEFAULT_API: Final = "http://{host}:{port}"
 DEFAULT_FLASH_DIR: Final = Path("simulated-devices")
@@ -64,6 +60,17 @@ PHONE_LOCATION: Final = GeoLocation(52.5200066, 13.4049540)
 
 
 # --------------------------------------------------------------------------- shared pieces
+
+
+def require_simulators() -> None:
+    """Fail with the install command when the simulators' BLE stack (bumble) is missing."""
+    try:
+        import bumble  # noqa: F401 (only checks that it is installed)
+    except ImportError:
+        raise ConfigError(
+            "the simulators need the `sim` extra: .venv/bin/pip install -e '.[sim]'",
+            key="extras",
+        ) from None
 
 
 class Narrator:
@@ -173,6 +180,8 @@ def is_event(event_id: str) -> Callable[[dict[str, Any]], bool]:
 
 def ble_link_for(device_name: str, central: BumbleDevice) -> BleLink:
     """Return the phone's BLE link (bleak on ``central``) to the device named ``device_name``."""
+    from provisioning.protocomm.bumble_backend import bleak_backend, bleak_scanner_backend
+
     return BleLink(
         device_name,
         backend=bleak_backend(central),
@@ -253,6 +262,11 @@ def _target(
 
 async def simulate_device(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
     """Manufacture one camera or hub, set it up through a simulated phone, send events."""
+    require_simulators()
+    from provisioning.protocomm.bumble_backend import VirtualBleLink
+    from simulators.camera import Camera
+    from simulators.hub import Hub
+
     settings, secrets, api, broker = _target(args, settings, secrets)
     say = Narrator()
     kind: str = args.kind
@@ -262,15 +276,7 @@ async def simulate_device(args: argparse.Namespace, settings: Settings, secrets:
     world, wifi_password = home_world()
     email = args.email or f"sim-{pysecrets.token_hex(4)}@example.com"
     password = args.password or pysecrets.token_urlsafe(16)
-    device_class: type[WifiDevice]
-    if kind == "hub":
-        from simulators.hub import Hub
-
-        device_class = Hub
-    else:
-        from simulators.camera import Camera
-
-        device_class = Camera
+    device_class: type[WifiDevice] = Hub if kind == "hub" else Camera
     async with contextlib.AsyncExitStack() as stack:
         ble = await stack.enter_async_context(VirtualBleLink()) if args.link == "ble" else None
         device = await stack.enter_async_context(device_class(folder, world, ble_link=ble))
@@ -296,6 +302,9 @@ async def simulate_device(args: argparse.Namespace, settings: Settings, secrets:
 
 async def simulate_fleet(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
     """Run the fleet generator and print its report."""
+    require_simulators()
+    from simulators.fleet import FleetPlan, run_fleet
+
     settings, secrets, api, broker = _target(args, settings, secrets)
     count = max(0, args.devices)
     serials = new_serials("camera", count)
