@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import await_only
 
 from provisioning.errors import ServiceUnavailable
 
@@ -40,12 +42,39 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sqlite_begin(conn: Connection) -> None:
-    # pysqlite's own transaction handling is off (isolation_level=None), so we
-    # emit BEGIN IMMEDIATE ourselves: every transaction takes the write lock up
-    # front and concurrent writers queue on busy_timeout instead of failing
-    # with "database is locked" when a read lock tries to upgrade.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+_QUEUE_TIMEOUT = 30.0
+
+
+class _SqliteWriterQueue:
+    """Queues this process's transactions in asyncio before SQLite's write lock.
+
+    pysqlite's own transaction handling is off (isolation_level=None), so we
+    emit BEGIN IMMEDIATE ourselves: every transaction takes the write lock up
+    front and never fails with "database is locked" when a read lock tries to
+    upgrade. Concurrent transactions of one process wait on an asyncio lock
+    first (first come, first served) instead of spinning in SQLite's busy
+    handler, whose sleeps grow to 100 ms; busy_timeout still covers other
+    processes (the CLI beside a running service).
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+
+    def begin(self, conn: Connection) -> None:
+        """Take the queue, then SQLite's write lock."""
+        # As long as busy_timeout: a transaction that waits on another one
+        # held by the same task (a bug) fails instead of hanging for ever.
+        await_only(asyncio.wait_for(self._lock.acquire(), _QUEUE_TIMEOUT))
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def end(self, conn: Connection) -> None:
+        """Let the next transaction in."""
+        if self._lock.locked():
+            self._lock.release()
 
 
 class Database:
@@ -66,7 +95,10 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+            queue = _SqliteWriterQueue()
+            event.listen(self.engine.sync_engine, "begin", queue.begin)
+            event.listen(self.engine.sync_engine, "commit", queue.end)
+            event.listen(self.engine.sync_engine, "rollback", queue.end)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
