@@ -78,6 +78,7 @@ BLE_PAIR_COMMAND: Final = "ble_pair"
 CHILD_RESET_COMMAND: Final = "reset"
 MAX_PENDING_PAIRINGS: Final = 4
 MAX_UPLINK_BACKLOG: Final = 64
+OFFLINE_REPORT_TIMEOUT_S: Final = 2.0
 
 
 class HubUplink(Protocol):
@@ -472,7 +473,15 @@ class BleHubAgent:
                 self._links.pop(child.serial, None)
                 self._link_up.pop(child.serial, None)
                 if child.serial in self._children:
-                    await self._uplink.publish_state(StatePayload(online=False), child=child.serial)
+                    await self._report_offline(child)
+
+    async def _report_offline(self, child: PairedChild) -> None:
+        # Also runs while the agent shuts down: a hub that lost its broker must not hang here.
+        try:
+            async with asyncio.timeout(OFFLINE_REPORT_TIMEOUT_S):
+                await self._uplink.publish_state(StatePayload(online=False), child=child.serial)
+        except TimeoutError:
+            _LOGGER.info("BLE child %s: offline state not published", child.serial)
 
     async def _pump(self, child: PairedChild, link: _Link) -> None:
         while True:

@@ -155,7 +155,8 @@ async def test_hub_pairs_a_lock_on_command_and_relays_its_unlock_results(
         await eventually(paired)  # the bridge verified the lock's signed proof
         assert lock.paired
         assert not lock.pairing_open
-        assert hub.children == (ChildLink(LOCK, lock.ble_address),)
+        # The hub records the child once the bind result reaches it.
+        await eventually(lambda: hub.children == (ChildLink(LOCK, lock.ble_address),))
         assert DeviceFlash.load(hub.flash.folder).state.children == [
             ChildLink(LOCK, lock.ble_address)
         ]
