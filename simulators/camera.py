@@ -68,6 +68,7 @@ from provisioning.protocomm import (
 from provisioning.protocomm.ble import ESPRESSIF_SERVICE_UUID
 from provisioning.protocomm.ble_server import ProtocommGattServer
 from provisioning.protocomm.bumble_backend import VirtualBleLink
+from provisioning.protocomm.proto import wifi_ctrl_pb2
 from provisioning.security.errors import SealError
 from provisioning.security.sealing import open_sealed
 from simulators.device_mqtt import DeviceMqtt, SessionOptions, new_event_id
@@ -493,6 +494,10 @@ class WifiDevice:
 
     async def _wipe(self) -> None:
         self.flash.factory_reset()
+        # The same path as a prov-ctrl reset: forget the config, leave the network.
+        reset = wifi_ctrl_pb2.WiFiCtrlPayload(msg=wifi_ctrl_pb2.TypeCmdCtrlReset)
+        reset.cmd_ctrl_reset.SetInParent()
+        await self.provisioning.wifi.handle_ctrl(0, reset.SerializeToString())
         await self._radio.disconnect()
         self.last_bind_result = None
         self._leaving = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import signal
 from pathlib import Path
@@ -15,13 +16,15 @@ from gateway.mqtt.bridge import MqttBridge
 from gateway.mqtt.broker import ManagedMosquitto
 from provisioning.clock import FrozenClock
 from provisioning.domain.commands import WifiChanges, WifiCredentials
-from provisioning.protocomm import BindFailed, WifiConnectFailed
+from provisioning.domain.registry import FlashSpec, manufacture_devices
+from provisioning.protocomm import BindFailed, StationState, WifiConnectFailed
 from provisioning.protocomm.bumble_backend import VirtualBleLink
 from provisioning.services import Services
 from provisioning.storage.devices import Binding, Device, Event, Ownership
 from simulators.camera import Camera, tiny_jpeg
 from simulators.flash import DeviceFlash
 from simulators.wifi_world import WifiWorld
+from tests.fixtures.mosquitto import LocalPki
 from tests.simulators.conftest import (
     FAST_SESSION,
     HOME_PASSWORD,
@@ -152,6 +155,27 @@ async def test_camera_motion_event_with_screenshot_reaches_the_store(
         assert await stored() == sorted([(event_id, "motion"), (doorbell_id, "doorbell")])
 
 
+def test_flash_from_the_factory_import_loads_with_its_label_code(device_pki: LocalPki) -> None:
+    now = dt.datetime.now(dt.UTC)
+    spec = FlashSpec(
+        serial="ZC1-FAB-0001",
+        model="CAM-100",
+        device_type="camera",
+        capabilities=("wifi", "ble"),
+        label_code=None,
+        generate_code=True,
+        ble_mac=None,
+        firmware_version="2.0.1",
+    )
+    manufacture_devices(device_pki.ca, now, device_pki.directory / "fab", [spec])
+    flash = DeviceFlash.load(device_pki.directory / "fab" / "ZC1-FAB-0001")
+    assert flash.info.label_code is not None
+    assert flash.info.label_payload == f"ZN1:ZC1-FAB-0001:{flash.info.label_code}:CAM-100"
+    assert flash.info.firmware_version == "2.0.1"
+    assert flash.is_factory_fresh
+    assert flash.info.label_code not in repr(flash.info)
+
+
 def test_screenshot_is_a_baseline_jpeg() -> None:
     image = tiny_jpeg(96)
     assert image.startswith(b"\xff\xd8\xff\xe0")
@@ -220,9 +244,9 @@ async def test_factory_reset_button_unbinds_the_camera_in_the_cloud(
             return not await _owned(services, camera.serial)
 
         await eventually(released)
-        # Back in provisioning mode: the label code opens a session again.
+        # Back in provisioning mode: the label code opens a session again, no network.
         async with softap_client(camera) as client:
-            assert (await client.get_wifi_status()).state.value == "Connected"
+            assert (await client.get_wifi_status()).state is StationState.DISCONNECTED
 
 
 async def test_remote_wifi_change_moves_the_camera_and_a_wrong_password_keeps_it(

@@ -247,6 +247,35 @@ async def test_lock_factory_reset_is_relayed_and_unbinds_it(
         await eventually(lambda: hub.children == ())
 
 
+async def test_reset_command_for_the_lock_goes_through_the_hub_and_wipes_it(
+    services: Services,
+    bridge: MqttBridge,
+    mosquitto_broker: ManagedMosquitto,
+    manufacture: Manufacture,
+    owner: Owner,
+    world: WifiWorld,
+    ble_link: VirtualBleLink,
+    clock: FrozenClock,
+) -> None:
+    async with hub_and_lock(
+        services, owner, manufacture, world, ble_link, mosquitto_broker, clock
+    ) as (hub, lock):
+        await lock.press_button()
+        pairing = await services.binding.create_pairing_token(owner.principal)
+        await hub.pair(pairing.token, lock.ble_address)
+        agent = hub.agent
+        assert agent is not None
+        async with asyncio.timeout(WAIT_S):
+            await agent.wait_link(LOCK)
+        lock.enroll_fingerprint(b"\x02" * 32)
+        reset = payloads.CommandPayload(id=str(uuid.uuid4()), name="reset", args={})
+        await bridge.publish_command(LOCK, HUB, payloads.encode(reset), expiry_s=60)
+        await eventually(lambda: lock.flash.is_factory_fresh)
+        assert not lock.paired
+        await eventually(lambda: hub.children == ())
+        assert DeviceFlash.load(hub.flash.folder).state.children == []
+
+
 async def test_pairing_fails_when_no_lock_is_in_pairing_mode(
     services: Services,
     bridge: MqttBridge,
