@@ -71,9 +71,38 @@ class WifiChangeRequest(RequestModel):
         return self
 
 
+class WifiRecipient(ResponseModel):
+    serial: str
+    certificate_pem: str
+
+
 class WifiChangeSent(ResponseModel):
     command_id: str
     expires_in_s: int
+
+
+def _serial(request: web.Request) -> str:
+    serial = request.match_info["serial"]
+    if not SERIAL_PATTERN.fullmatch(serial):
+        raise DeviceNotFound(serial=serial[:40])
+    return serial
+
+
+@routes.route(
+    "GET",
+    "/v1/devices/{serial}/wifi/recipient",
+    summary="The device certificate to seal Wi-Fi credentials to (owner only)",
+    response=WifiRecipient,
+    errors=(DeviceNotFound, NotOwner),
+)
+async def wifi_recipient(request: web.Request) -> WifiRecipient:
+    """Return the device certificate; seal to it with the serial and a fresh command id."""
+    serial = _serial(request)
+    services = request.app[SERVICES_KEY]
+    certificate_pem = await WifiChanges(
+        services.devices, request.app.get(COMMAND_SENDER_KEY), services.metrics
+    ).recipient(principal(request), serial)
+    return WifiRecipient(serial=serial, certificate_pem=certificate_pem)
 
 
 @routes.route(
@@ -87,9 +116,7 @@ class WifiChangeSent(ResponseModel):
 )
 async def change_wifi(request: web.Request, body: WifiChangeRequest) -> WifiChangeSent:
     """Seal (if needed) and send Wi-Fi credentials to the device now."""
-    serial = request.match_info["serial"]
-    if not SERIAL_PATTERN.fullmatch(serial):
-        raise DeviceNotFound(serial=serial[:40])
+    serial = _serial(request)
     services = request.app[SERVICES_KEY]
     changes = WifiChanges(services.devices, request.app.get(COMMAND_SENDER_KEY), services.metrics)
     caller = principal(request)

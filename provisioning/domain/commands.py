@@ -19,7 +19,7 @@ from cryptography import x509
 
 from provisioning.domain.accounts import Principal
 from provisioning.domain.devices import DeviceService
-from provisioning.errors import DeviceOffline, ServiceUnavailable, ValidationFailed
+from provisioning.errors import DeviceNotFound, DeviceOffline, ServiceUnavailable, ValidationFailed
 from provisioning.metrics import Metrics
 from provisioning.security import sealing
 from provisioning.security.errors import SealError
@@ -90,6 +90,15 @@ class WifiChanges:
         self._devices = devices
         self._sender = sender
         self._metrics = metrics
+
+    async def recipient(self, principal: Principal, serial: str) -> str:
+        """Return the PEM certificate the app seals to (owner only)."""
+        async with self._devices.db.session() as session:
+            await self._devices.require_owner(session, principal, serial)
+            device = await session.get(Device, serial)
+        if device is None:
+            raise DeviceNotFound(serial=serial)
+        return device.certificate_pem
 
     async def _online_device(self, principal: Principal, serial: str) -> Device:
         async with self._devices.db.session() as session:

@@ -49,6 +49,7 @@ async def _publish_through_outages(
         attempts += 1
         try:
             async with device_client(creds, broker) as client:
+                client.pending_calls_threshold = WINDOW + 10
                 while sent < TOTAL:
                     window = range(sent, min(sent + WINDOW, TOTAL))
                     await asyncio.gather(

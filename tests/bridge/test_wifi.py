@@ -189,7 +189,13 @@ async def test_wifi_change_reaches_the_online_device_which_decrypts_it(
         )
 
         # Sealed by the app for a command id it chose.
-        certificate = x509.load_pem_x509_certificate(creds.cert_file.read_bytes())
+        recipient = await api.get(
+            f"/v1/devices/{camera.serial}/wifi/recipient", headers=bearer(me["token"])
+        )
+        assert recipient.status == 200
+        certificate = x509.load_pem_x509_certificate(
+            (await recipient.json())["certificate_pem"].encode()
+        )
         command_id = str(uuid.uuid4())
         envelope = sealing.seal_text(
             certificate,
