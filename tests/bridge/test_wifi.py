@@ -265,6 +265,9 @@ async def test_wifi_change_is_refused_for_an_offline_device_and_for_a_shared_use
     assert both.status == 422
     assert CANARY not in await both.text()
     assert sample(services, "zanuo_commands_total", name="wifi", outcome="offline") == 1
+    document = await (await api.get("/openapi.json")).json()
+    assert "post" in document["paths"]["/v1/devices/{serial}/wifi"]
+    assert "get" in document["paths"]["/v1/devices/{serial}/wifi/recipient"]
 
 
 def _files_under(*roots: Path) -> list[Path]:
