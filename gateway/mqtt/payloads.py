@@ -16,6 +16,7 @@ from typing import Annotated, Any, Final, Literal, TypeVar
 from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from gateway.mqtt.topics import Inbound
+from provisioning.errors import ZanuoError
 
 # Raw payload limits by kind; an event may carry a small screenshot.
 MAX_SCREENSHOT_BYTES: Final = 48 * 1024
@@ -33,11 +34,15 @@ ShortText = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 Base64 = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/_=-]*$", max_length=96 * 1024)]
 
 
-class PayloadError(ValueError):
+class PayloadError(ZanuoError, ValueError):
     """A payload that the bridge drops; ``reason`` is the metric label."""
 
+    status = 400
+    code = "mqtt_payload_invalid"
+    default_message = "the MQTT payload does not fit its schema"
+
     def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+        super().__init__(f"dropped: {reason}", reason=reason)
         self.reason = reason
 
 

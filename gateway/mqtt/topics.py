@@ -24,6 +24,7 @@ import enum
 import re
 from typing import Final
 
+from provisioning.errors import ZanuoError
 from provisioning.security.codes import SERIAL_PATTERN
 
 PREFIX: Final = "zn/v1"
@@ -32,8 +33,12 @@ _INSTANCE: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _GROUP: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-class TopicError(ValueError):
+class TopicError(ZanuoError, ValueError):
     """A topic that is not part of the scheme (or a serial that cannot be in one)."""
+
+    status = 400
+    code = "mqtt_topic_invalid"
+    default_message = "not a topic of the zn/v1 scheme"
 
 
 class Inbound(enum.StrEnum):
