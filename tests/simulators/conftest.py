@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bumble.device import Device as BumbleDevice
@@ -173,24 +174,42 @@ async def bind_and_provision(
         await device.wait_bound()
 
 
-@asynccontextmanager
-async def bound_camera(
-    services: Services,
-    owner: Owner,
-    folder: Path,
-    world: WifiWorld,
-    broker: ManagedMosquitto,
-    clock: FrozenClock,
-) -> AsyncIterator[Camera]:
-    """Run a camera bound to ``owner`` through SoftAP provisioning."""
-    async with Camera(
-        folder, world, clock=clock, broker=broker_of(broker), session_options=FAST_SESSION
-    ) as camera:
-        async with softap_client(camera) as client:
-            await bind_and_provision(services, owner, camera, client)
-        async with asyncio.timeout(WAIT_S):
-            await camera.wait_online()
-        yield camera
+@dataclasses.dataclass
+class Cloud:
+    """The running backend (database, broker, bridge), one owner and the radio world."""
+
+    services: Services
+    bridge: MqttBridge
+    broker: ManagedMosquitto
+    owner: Owner
+    world: WifiWorld
+    clock: FrozenClock
+    manufacture: Manufacture
+
+    def camera(self, folder: Path, **options: Any) -> Camera:
+        """Return a camera in this world that reaches the test broker."""
+        return Camera(
+            folder,
+            self.world,
+            clock=self.clock,
+            broker=broker_of(self.broker),
+            session_options=FAST_SESSION,
+            **options,
+        )
+
+    async def bind(self, device: WifiDevice, client: ProvisioningClient) -> None:
+        """Bind ``device`` to the owner the way the app does, over ``client``."""
+        await bind_and_provision(self.services, self.owner, device, client)
+
+    @asynccontextmanager
+    async def bound_camera(self, serial: str) -> AsyncIterator[Camera]:
+        """Manufacture and run a camera bound to the owner through SoftAP provisioning."""
+        async with self.camera(await self.manufacture(serial)) as camera:
+            async with softap_client(camera) as client:
+                await self.bind(camera, client)
+            async with asyncio.timeout(WAIT_S):
+                await camera.wait_online()
+            yield camera
 
 
 __all__ = [
@@ -202,11 +221,11 @@ __all__ = [
     "OFFICE_SSID",
     "PUBLIC_BROKER",
     "WAIT_S",
+    "Cloud",
     "Manufacture",
     "Owner",
     "bind_and_provision",
     "ble_client",
-    "bound_camera",
     "broker_of",
     "eventually",
     "softap_client",
@@ -220,3 +239,17 @@ async def bridge(
     """Return the real MQTT bridge, connected to the test broker."""
     async with running_bridge(services, device_pki, mosquitto_broker) as running:
         yield running
+
+
+@pytest.fixture
+def cloud(
+    services: Services,
+    bridge: MqttBridge,
+    mosquitto_broker: ManagedMosquitto,
+    owner: Owner,
+    world: WifiWorld,
+    clock: FrozenClock,
+    manufacture: Manufacture,
+) -> Cloud:
+    """Return the running backend, an owner and the Wi-Fi world, together."""
+    return Cloud(services, bridge, mosquitto_broker, owner, world, clock, manufacture)

@@ -12,9 +12,6 @@ import pytest
 from bumble.device import Device as BumbleDevice
 from sqlalchemy import select
 
-from gateway.mqtt.bridge import MqttBridge
-from gateway.mqtt.broker import ManagedMosquitto
-from provisioning.clock import FrozenClock
 from provisioning.domain.commands import WifiChanges, WifiCredentials
 from provisioning.domain.registry import FlashSpec, manufacture_devices
 from provisioning.protocomm import BindFailed, StationState, WifiConnectFailed
@@ -26,18 +23,15 @@ from simulators.flash import DeviceFlash
 from simulators.wifi_world import WifiWorld
 from tests.fixtures.mosquitto import LocalPki
 from tests.simulators.conftest import (
-    FAST_SESSION,
     HOME_PASSWORD,
     HOME_SSID,
     OFFICE_PASSWORD,
     OFFICE_SSID,
     PUBLIC_BROKER,
     WAIT_S,
+    Cloud,
     Manufacture,
-    Owner,
     ble_client,
-    bound_camera,
-    broker_of,
     eventually,
     softap_client,
 )
@@ -58,25 +52,13 @@ async def _owned(services: Services, serial: str) -> bool:
 async def test_camera_binds_after_a_wrong_wifi_password_then_the_right_one(
     link: str,
     security: str,
-    services: Services,
-    bridge: MqttBridge,
-    mosquitto_broker: ManagedMosquitto,
-    manufacture: Manufacture,
-    owner: Owner,
-    world: WifiWorld,
+    cloud: Cloud,
     ble_link: VirtualBleLink,
     phone_radio: BumbleDevice,
-    clock: FrozenClock,
 ) -> None:
-    folder = await manufacture("ZC1-CAM-0001")
-    camera = Camera(
-        folder,
-        world,
-        clock=clock,
-        security="sec2" if security == "sec2" else "sec1",
-        ble_link=ble_link,
-        broker=broker_of(mosquitto_broker),
-        session_options=FAST_SESSION,
+    folder = await cloud.manufacture("ZC1-CAM-0001")
+    camera = cloud.camera(
+        folder, security="sec2" if security == "sec2" else "sec1", ble_link=ble_link
     )
     async with camera:
         opener = softap_client(camera) if link == "softap" else ble_client(camera, phone_radio)
@@ -84,8 +66,8 @@ async def test_camera_binds_after_a_wrong_wifi_password_then_the_right_one(
             assert client.version is not None
             assert client.version.device_type == "camera"
             assert client.version.sec_ver == (2 if security == "sec2" else 1)
-            issued = await services.binding.bind_with_code(
-                owner.principal, camera.serial, camera.label_code or "", "127.0.0.1"
+            issued = await cloud.services.binding.bind_with_code(
+                cloud.owner.principal, camera.serial, camera.label_code or "", "127.0.0.1"
             )
             answer = await client.bind(issued.bind_token.encode(), *PUBLIC_BROKER)
             assert (answer.serial, answer.signature) == (camera.serial, None)
@@ -97,8 +79,8 @@ async def test_camera_binds_after_a_wrong_wifi_password_then_the_right_one(
                 await camera.wait_bound()
                 await camera.wait_online()
         assert connection.ssid == HOME_SSID
-        await eventually(lambda: _online(services, camera.serial))
-        async with services.db.session() as session:
+        await eventually(lambda: _online(cloud.services, camera.serial))
+        async with cloud.services.db.session() as session:
             binding = await session.get(Binding, issued.binding_id)
             assert binding is not None
             assert binding.state == "bound"
@@ -110,17 +92,10 @@ async def test_camera_binds_after_a_wrong_wifi_password_then_the_right_one(
 
 
 async def test_bound_camera_refuses_another_bind_token(
-    services: Services,
-    bridge: MqttBridge,
-    mosquitto_broker: ManagedMosquitto,
-    manufacture: Manufacture,
-    owner: Owner,
-    world: WifiWorld,
-    clock: FrozenClock,
+    cloud: Cloud,
 ) -> None:
-    folder = await manufacture("ZC1-CAM-0002")
     async with (
-        bound_camera(services, owner, folder, world, mosquitto_broker, clock) as camera,
+        cloud.bound_camera("ZC1-CAM-0002") as camera,
         softap_client(camera) as client,
     ):
         with pytest.raises(BindFailed, match="BindRejected"):
@@ -128,21 +103,14 @@ async def test_bound_camera_refuses_another_bind_token(
 
 
 async def test_camera_motion_event_with_screenshot_reaches_the_store(
-    services: Services,
-    bridge: MqttBridge,
-    mosquitto_broker: ManagedMosquitto,
-    manufacture: Manufacture,
-    owner: Owner,
-    world: WifiWorld,
-    clock: FrozenClock,
+    cloud: Cloud,
 ) -> None:
-    folder = await manufacture("ZC1-CAM-0003")
-    async with bound_camera(services, owner, folder, world, mosquitto_broker, clock) as camera:
+    async with cloud.bound_camera("ZC1-CAM-0003") as camera:
         event_id = await camera.motion()
         doorbell_id = await camera.doorbell()
 
         async def stored() -> list[tuple[str, str]]:
-            async with services.db.session() as session:
+            async with cloud.services.db.session() as session:
                 rows = await session.execute(
                     select(Event.event_id, Event.event_type).where(Event.serial == camera.serial)
                 )
@@ -185,32 +153,25 @@ def test_screenshot_is_a_baseline_jpeg() -> None:
 
 
 async def test_unbind_sends_a_reset_that_wipes_the_flash(
-    services: Services,
-    bridge: MqttBridge,
-    mosquitto_broker: ManagedMosquitto,
-    manufacture: Manufacture,
-    owner: Owner,
-    world: WifiWorld,
-    clock: FrozenClock,
+    cloud: Cloud,
 ) -> None:
-    folder = await manufacture("ZC1-CAM-0004")
-    async with bound_camera(services, owner, folder, world, mosquitto_broker, clock) as camera:
-        await services.devices.unbind(owner.principal, camera.serial)
+    async with cloud.bound_camera("ZC1-CAM-0004") as camera:
+        await cloud.services.devices.unbind(cloud.owner.principal, camera.serial)
         async with asyncio.timeout(WAIT_S):
             await eventually(lambda: camera.flash.is_factory_fresh)
             await camera.wait_idle()
         assert not camera.bound
         assert camera.wifi_connection is None
-        fresh = DeviceFlash.load(folder)
+        fresh = DeviceFlash.load(camera.flash.folder)
         assert fresh.is_factory_fresh
         assert fresh.info == camera.flash.info
-        assert sorted(p.name for p in Path(folder).iterdir()) == [
+        assert sorted(p.name for p in Path(camera.flash.folder).iterdir()) == [
             "ca.crt.pem",
             "device.crt.pem",
             "device.json",
             "device.key.pem",
         ]
-        await eventually(lambda: _offline(services, camera.serial))
+        await eventually(lambda: _offline(cloud.services, camera.serial))
 
 
 def _commands(services: Services, name: str, outcome: str) -> float:
@@ -225,23 +186,16 @@ async def _offline(services: Services, serial: str) -> bool:
 
 
 async def test_factory_reset_button_unbinds_the_camera_in_the_cloud(
-    services: Services,
-    bridge: MqttBridge,
-    mosquitto_broker: ManagedMosquitto,
-    manufacture: Manufacture,
-    owner: Owner,
-    world: WifiWorld,
-    clock: FrozenClock,
+    cloud: Cloud,
 ) -> None:
-    folder = await manufacture("ZC1-CAM-0005")
-    async with bound_camera(services, owner, folder, world, mosquitto_broker, clock) as camera:
-        assert await _owned(services, camera.serial)
+    async with cloud.bound_camera("ZC1-CAM-0005") as camera:
+        assert await _owned(cloud.services, camera.serial)
         await camera.factory_reset()
         assert camera.flash.is_factory_fresh
         assert not camera.online
 
         async def released() -> bool:
-            return not await _owned(services, camera.serial)
+            return not await _owned(cloud.services, camera.serial)
 
         await eventually(released)
         # Back in provisioning mode: the label code opens a session again, no network.
@@ -250,29 +204,22 @@ async def test_factory_reset_button_unbinds_the_camera_in_the_cloud(
 
 
 async def test_remote_wifi_change_moves_the_camera_and_a_wrong_password_keeps_it(
-    services: Services,
-    bridge: MqttBridge,
-    mosquitto_broker: ManagedMosquitto,
-    manufacture: Manufacture,
-    owner: Owner,
-    world: WifiWorld,
-    clock: FrozenClock,
+    cloud: Cloud,
 ) -> None:
-    folder = await manufacture("ZC1-CAM-0006")
-    changes = WifiChanges(services.devices, bridge, services.metrics)
-    async with bound_camera(services, owner, folder, world, mosquitto_broker, clock) as camera:
-        await eventually(lambda: _online(services, camera.serial))
+    changes = WifiChanges(cloud.services.devices, cloud.bridge, cloud.services.metrics)
+    async with cloud.bound_camera("ZC1-CAM-0006") as camera:
+        await eventually(lambda: _online(cloud.services, camera.serial))
         await changes.send_plain(
-            owner.principal,
+            cloud.owner.principal,
             camera.serial,
             WifiCredentials(ssid=OFFICE_SSID.decode(), passphrase="wrong office passphrase"),
         )
-        await eventually(lambda: _commands(services, "wifi", "failed") == 1)
+        await eventually(lambda: _commands(cloud.services, "wifi", "failed") == 1)
         home = camera.wifi_connection
         assert home is not None
         assert home.ssid == HOME_SSID
         await changes.send_plain(
-            owner.principal,
+            cloud.owner.principal,
             camera.serial,
             WifiCredentials(ssid=OFFICE_SSID.decode(), passphrase=OFFICE_PASSWORD.decode()),
         )
@@ -282,42 +229,35 @@ async def test_remote_wifi_change_moves_the_camera_and_a_wrong_password_keeps_it
             return connection is not None and connection.ssid == OFFICE_SSID
 
         await eventually(on_office)
-        await eventually(lambda: _commands(services, "wifi", "acked") == 1)
-        saved = DeviceFlash.load(folder).state.wifi
+        await eventually(lambda: _commands(cloud.services, "wifi", "acked") == 1)
+        saved = DeviceFlash.load(camera.flash.folder).state.wifi
         assert saved is not None
         assert saved.ssid == OFFICE_SSID
         assert camera.online
 
 
 async def test_camera_reconnects_after_the_broker_restarts(
-    services: Services,
-    bridge: MqttBridge,
-    mosquitto_broker: ManagedMosquitto,
-    manufacture: Manufacture,
-    owner: Owner,
-    world: WifiWorld,
-    clock: FrozenClock,
+    cloud: Cloud,
 ) -> None:
-    folder = await manufacture("ZC1-CAM-0007")
-    async with bound_camera(services, owner, folder, world, mosquitto_broker, clock) as camera:
+    async with cloud.bound_camera("ZC1-CAM-0007") as camera:
         session = camera.mqtt
         assert session is not None
         assert session.connections == 1
-        pid = mosquitto_broker.pid
+        pid = cloud.broker.pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
-        await eventually(lambda: mosquitto_broker.pid not in (None, pid))
+        await eventually(lambda: cloud.broker.pid not in (None, pid))
         async with asyncio.timeout(WAIT_S):
-            await mosquitto_broker.wait_ready()
+            await cloud.broker.wait_ready()
         await eventually(lambda: session.connections >= 2 and session.connected)
         # Without broker persistence an event is only kept for a subscriber that is back.
-        await eventually(lambda: bridge.reconnects >= 1)
+        await eventually(lambda: cloud.bridge.reconnects >= 1)
         async with asyncio.timeout(WAIT_S):
-            await bridge.wait_connected()
+            await cloud.bridge.wait_connected()
         event_id = await camera.motion()
 
         async def stored() -> bool:
-            async with services.db.session() as db:
+            async with cloud.services.db.session() as db:
                 found = await db.scalar(select(Event.id).where(Event.event_id == event_id))
                 return found is not None
 
@@ -325,34 +265,23 @@ async def test_camera_reconnects_after_the_broker_restarts(
 
 
 async def test_camera_reboots_into_its_network_and_session_from_flash(
-    services: Services,
-    bridge: MqttBridge,
-    mosquitto_broker: ManagedMosquitto,
-    manufacture: Manufacture,
-    owner: Owner,
-    world: WifiWorld,
-    clock: FrozenClock,
+    cloud: Cloud,
 ) -> None:
-    folder = await manufacture("ZC1-CAM-0008")
-    async with bound_camera(services, owner, folder, world, mosquitto_broker, clock):
-        pass
-    await eventually(lambda: _offline(services, "ZC1-CAM-0008"))
-    rebooted = Camera(
-        folder, world, clock=clock, broker=broker_of(mosquitto_broker), session_options=FAST_SESSION
-    )
-    async with rebooted:
+    async with cloud.bound_camera("ZC1-CAM-0008") as camera:
+        folder = camera.flash.folder
+    await eventually(lambda: _offline(cloud.services, "ZC1-CAM-0008"))
+    async with cloud.camera(folder) as rebooted:
         async with asyncio.timeout(WAIT_S):
             await rebooted.wait_online()
         assert rebooted.bound
         assert rebooted.wifi_connection is not None
-        await eventually(lambda: _online(services, rebooted.serial))
+        await eventually(lambda: _online(cloud.services, rebooted.serial))
 
 
 async def test_camera_scan_lists_the_networks_in_range(
-    manufacture: Manufacture, world: WifiWorld, clock: FrozenClock
+    manufacture: Manufacture, world: WifiWorld
 ) -> None:
-    folder = await manufacture("ZC1-CAM-0009")
-    async with Camera(folder, world, clock=clock) as camera:
+    async with Camera(await manufacture("ZC1-CAM-0009"), world) as camera:
         async with softap_client(camera) as client:
             networks = await client.scan()
         assert {n.ssid for n in networks} == {HOME_SSID, OFFICE_SSID}

@@ -9,17 +9,14 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 from bleak import BleakScanner
 from bumble import core
 from sqlalchemy import select
 
-from gateway.ble.agent import BLE_PAIR_COMMAND, AgentOptions, PairingFailed
+from gateway.ble.agent import BLE_PAIR_COMMAND, AgentOptions, BleHubAgent, PairingFailed
 from gateway.mqtt import payloads
-from gateway.mqtt.bridge import MqttBridge
-from gateway.mqtt.broker import ManagedMosquitto
 from provisioning.clock import FrozenClock
 from provisioning.protocomm import BindRefused, BindRequest
 from provisioning.protocomm.ble import ESPRESSIF_SERVICE_UUID
@@ -29,14 +26,12 @@ from provisioning.storage.devices import Device, Event, Ownership
 from simulators.flash import ChildLink, DeviceFlash
 from simulators.hub import Hub
 from simulators.lock import PAIRING_WINDOW, Lock
-from simulators.wifi_world import WifiWorld
 from tests.simulators.conftest import (
     FAST_AGENT,
     FAST_SESSION,
     WAIT_S,
+    Cloud,
     Manufacture,
-    Owner,
-    bind_and_provision,
     broker_of,
     eventually,
     softap_client,
@@ -96,61 +91,59 @@ async def _event_results(services: Services, serial: str) -> list[tuple[str | No
 
 @asynccontextmanager
 async def hub_and_lock(
-    services: Services,
-    owner: Owner,
-    manufacture: Manufacture,
-    world: WifiWorld,
-    ble_link: VirtualBleLink,
-    broker: ManagedMosquitto,
-    clock: FrozenClock,
-    *,
-    agent_options: AgentOptions = FAST_AGENT,
+    cloud: Cloud, ble_link: VirtualBleLink, *, agent_options: AgentOptions = FAST_AGENT
 ) -> AsyncIterator[tuple[Hub, Lock]]:
-    """Run a hub bound to ``owner`` and a powered-on, unpaired lock next to it."""
-    hub_folder: Path = await manufacture(HUB, "hub")
-    lock_folder: Path = await manufacture(LOCK, "lock")
+    """Run a hub bound to the owner and a powered-on, unpaired lock next to it."""
     hub = Hub(
-        hub_folder,
-        world,
+        await cloud.manufacture(HUB, "hub"),
+        cloud.world,
         ble_link=ble_link,
-        clock=clock,
-        broker=broker_of(broker),
+        clock=cloud.clock,
+        broker=broker_of(cloud.broker),
         session_options=FAST_SESSION,
         agent_options=agent_options,
     )
-    async with hub, Lock(lock_folder, ble_link, clock=clock, poll_s=0.05) as lock:
+    lock = Lock(await cloud.manufacture(LOCK, "lock"), ble_link, clock=cloud.clock, poll_s=0.05)
+    async with hub, lock:
         async with softap_client(hub) as client:
-            await bind_and_provision(services, owner, hub, client)
+            await cloud.bind(hub, client)
         async with asyncio.timeout(WAIT_S):
             await hub.wait_online()
         await eventually(lambda: hub.agent is not None)
         yield hub, lock
 
 
+async def pair_and_link(cloud: Cloud, hub: Hub, lock: Lock) -> BleHubAgent:
+    """Open the lock's pairing mode, pair it through the hub and wait for the relay link."""
+    await lock.press_button()
+    pairing = await cloud.services.binding.create_pairing_token(cloud.owner.principal)
+    child = await hub.pair(pairing.token, lock.ble_address)
+    assert child.serial == LOCK
+    agent = hub.agent
+    assert agent is not None
+    async with asyncio.timeout(WAIT_S):
+        await agent.wait_link(LOCK)
+    return agent
+
+
 async def test_hub_pairs_a_lock_on_command_and_relays_its_unlock_results(
-    services: Services,
-    bridge: MqttBridge,
-    mosquitto_broker: ManagedMosquitto,
-    manufacture: Manufacture,
-    owner: Owner,
-    world: WifiWorld,
-    ble_link: VirtualBleLink,
-    clock: FrozenClock,
+    cloud: Cloud, ble_link: VirtualBleLink
 ) -> None:
-    async with hub_and_lock(
-        services, owner, manufacture, world, ble_link, mosquitto_broker, clock
-    ) as (hub, lock):
+    async with hub_and_lock(cloud, ble_link) as (hub, lock):
         await lock.press_button()
-        pairing = await services.binding.create_pairing_token(owner.principal)
+        pairing = await cloud.services.binding.create_pairing_token(cloud.owner.principal)
         command = payloads.CommandPayload(
             id=str(uuid.uuid4()),
             name=BLE_PAIR_COMMAND,
             args={"token": pairing.token, "ble_address": lock.ble_address},
         )
-        await bridge.publish_command(hub.serial, None, payloads.encode(command), expiry_s=60)
+        await cloud.bridge.publish_command(hub.serial, None, payloads.encode(command), expiry_s=60)
 
         async def paired() -> bool:
-            return await _owner_and_parent(services, LOCK) == (owner.principal.account_id, HUB)
+            return await _owner_and_parent(cloud.services, LOCK) == (
+                cloud.owner.principal.account_id,
+                HUB,
+            )
 
         await eventually(paired)  # the bridge verified the lock's signed proof
         assert lock.paired
@@ -171,33 +164,15 @@ async def test_hub_pairs_a_lock_on_command_and_relays_its_unlock_results(
         assert not await lock.touch(bytes(b ^ 0xFF for b in template))
 
         async def two_events() -> bool:
-            return len(await _event_results(services, LOCK)) == 2
+            return len(await _event_results(cloud.services, LOCK)) == 2
 
         await eventually(two_events)
-        assert await _event_results(services, LOCK) == [("match", HUB), ("no_match", HUB)]
+        assert await _event_results(cloud.services, LOCK) == [("match", HUB), ("no_match", HUB)]
 
 
-async def test_hub_relinks_after_the_ble_link_drops(
-    services: Services,
-    bridge: MqttBridge,
-    mosquitto_broker: ManagedMosquitto,
-    manufacture: Manufacture,
-    owner: Owner,
-    world: WifiWorld,
-    ble_link: VirtualBleLink,
-    clock: FrozenClock,
-) -> None:
-    async with hub_and_lock(
-        services, owner, manufacture, world, ble_link, mosquitto_broker, clock
-    ) as (hub, lock):
-        await lock.press_button()
-        pairing = await services.binding.create_pairing_token(owner.principal)
-        child = await hub.pair(pairing.token)
-        assert child.serial == LOCK
-        agent = hub.agent
-        assert agent is not None
-        async with asyncio.timeout(WAIT_S):
-            await agent.wait_link(LOCK)
+async def test_hub_relinks_after_the_ble_link_drops(cloud: Cloud, ble_link: VirtualBleLink) -> None:
+    async with hub_and_lock(cloud, ble_link) as (hub, lock):
+        agent = await pair_and_link(cloud, hub, lock)
         device = lock.ble_device
         assert device is not None
         for connection in list(device.connections.values()):
@@ -210,66 +185,36 @@ async def test_hub_relinks_after_the_ble_link_drops(
         assert await lock.touch(b"\x5a" * 32)
 
         async def relayed() -> bool:
-            return await _event_results(services, LOCK) == [("match", HUB)]
+            return await _event_results(cloud.services, LOCK) == [("match", HUB)]
 
         await eventually(relayed)
 
 
 async def test_lock_factory_reset_is_relayed_and_unbinds_it(
-    services: Services,
-    bridge: MqttBridge,
-    mosquitto_broker: ManagedMosquitto,
-    manufacture: Manufacture,
-    owner: Owner,
-    world: WifiWorld,
-    ble_link: VirtualBleLink,
-    clock: FrozenClock,
+    cloud: Cloud, ble_link: VirtualBleLink
 ) -> None:
-    async with hub_and_lock(
-        services, owner, manufacture, world, ble_link, mosquitto_broker, clock
-    ) as (hub, lock):
-        await lock.press_button()
-        pairing = await services.binding.create_pairing_token(owner.principal)
-        await hub.pair(pairing.token, lock.ble_address)
-        agent = hub.agent
-        assert agent is not None
-        async with asyncio.timeout(WAIT_S):
-            await agent.wait_link(LOCK)
+    async with hub_and_lock(cloud, ble_link) as (hub, lock):
+        await pair_and_link(cloud, hub, lock)
         lock.enroll_fingerprint(b"\x01" * 32)
         await lock.factory_reset()
         assert lock.flash.is_factory_fresh
         assert lock.advertising is None
 
         async def released() -> bool:
-            return await _owner_and_parent(services, LOCK) == (None, None)
+            return await _owner_and_parent(cloud.services, LOCK) == (None, None)
 
         await eventually(released)
         await eventually(lambda: hub.children == ())
 
 
 async def test_reset_command_for_the_lock_goes_through_the_hub_and_wipes_it(
-    services: Services,
-    bridge: MqttBridge,
-    mosquitto_broker: ManagedMosquitto,
-    manufacture: Manufacture,
-    owner: Owner,
-    world: WifiWorld,
-    ble_link: VirtualBleLink,
-    clock: FrozenClock,
+    cloud: Cloud, ble_link: VirtualBleLink
 ) -> None:
-    async with hub_and_lock(
-        services, owner, manufacture, world, ble_link, mosquitto_broker, clock
-    ) as (hub, lock):
-        await lock.press_button()
-        pairing = await services.binding.create_pairing_token(owner.principal)
-        await hub.pair(pairing.token, lock.ble_address)
-        agent = hub.agent
-        assert agent is not None
-        async with asyncio.timeout(WAIT_S):
-            await agent.wait_link(LOCK)
+    async with hub_and_lock(cloud, ble_link) as (hub, lock):
+        await pair_and_link(cloud, hub, lock)
         lock.enroll_fingerprint(b"\x02" * 32)
         reset = payloads.CommandPayload(id=str(uuid.uuid4()), name="reset", args={})
-        await bridge.publish_command(LOCK, HUB, payloads.encode(reset), expiry_s=60)
+        await cloud.bridge.publish_command(LOCK, HUB, payloads.encode(reset), expiry_s=60)
         await eventually(lambda: lock.flash.is_factory_fresh)
         assert not lock.paired
         await eventually(lambda: hub.children == ())
@@ -277,27 +222,11 @@ async def test_reset_command_for_the_lock_goes_through_the_hub_and_wipes_it(
 
 
 async def test_pairing_fails_when_no_lock_is_in_pairing_mode(
-    services: Services,
-    bridge: MqttBridge,
-    mosquitto_broker: ManagedMosquitto,
-    manufacture: Manufacture,
-    owner: Owner,
-    world: WifiWorld,
-    ble_link: VirtualBleLink,
-    clock: FrozenClock,
+    cloud: Cloud, ble_link: VirtualBleLink
 ) -> None:
     quick_scan = AgentOptions(scan_timeout_s=0.5, connect_timeout_s=5.0, bind_timeout_s=5.0)
-    async with hub_and_lock(
-        services,
-        owner,
-        manufacture,
-        world,
-        ble_link,
-        mosquitto_broker,
-        clock,
-        agent_options=quick_scan,
-    ) as (hub, lock):
-        pairing = await services.binding.create_pairing_token(owner.principal)
+    async with hub_and_lock(cloud, ble_link, agent_options=quick_scan) as (hub, lock):
+        pairing = await cloud.services.binding.create_pairing_token(cloud.owner.principal)
         with pytest.raises(PairingFailed, match="lock_not_found"):
             await hub.pair(pairing.token)
         assert not lock.paired
