@@ -11,10 +11,17 @@ Acknowledgements are manual: a message is PUBACKed only after it was handled
 (for events: after the batch holding it was committed), so a bridge that
 dies or a broker that restarts causes redelivery, never loss; the event
 store is idempotent on (serial, event id), so redelivery never duplicates.
-The broker never has more than ``receive_maximum`` unacknowledged messages in
-flight to us (MQTT 5 Receive Maximum), which bounds every queue in here.
+MQTT 5 Receive Maximum keeps at most ``receive_maximum`` unacknowledged
+messages in flight to us — except that Mosquitto 2.0 sends a resumed session's
+whole backlog at once (measured), so the inbound queue has its own bound
+(``incoming_queue``); what overflows is counted (``overloaded``), not
+acknowledged, and redelivered after the next reconnect.
 
 Several instances share the load with ``$share/{group}/…`` subscriptions.
+Mosquitto keeps routing a share to a dead member's persistent session, so the
+instances tell each other their client ids on ``zn/bridge/{instance}/session``
+(bridges only) and a survivor drains and closes a dead peer's session
+(:meth:`MqttBridge._adopt`).
 
 Revocation: Mosquitto does not close the open session of a certificate that a
 CRL reload revoked. :meth:`MqttBridge.kick` ends it by client-id takeover:
