@@ -20,6 +20,7 @@ from tests.bridge.conftest import (
     cut_connection,
     device_client,
     eventually,
+    next_message,
     publish_json,
     running_bridge,
     sample,
@@ -143,29 +144,44 @@ async def test_device_cannot_read_or_write_another_devices_topics(
 
 async def test_device_cannot_knock_the_bridge_off_by_reusing_client_ids(
     services: Services,
-    bridge: MqttBridge,
+    device_pki: LocalPki,
     mosquitto_broker: ManagedMosquitto,
     own_device: OwnDevice,
 ) -> None:
     creds, _ = await own_device("ZC1-KICK-0001")
-    for guess in ("bridge", "zanuo-bridge", bridge.options.instance, "zb-", "zanuo"):
-        async with device_client(creds, mosquitto_broker, client_id=guess):
-            pass
-    # The bridge never lost its connection: it still handles traffic, no reconnect counted.
-    async with device_client(creds, mosquitto_broker) as device:
-        await publish_json(
-            device,
-            topics.device_topic(creds.serial, topics.Inbound.EVENT),
-            {"id": "after-guesses", "type": "motion", "ts": "2026-11-02T09:00:00Z"},
-        )
+    async with running_bridge(
+        services, device_pki, mosquitto_broker, group="zanuo-bridge"
+    ) as bridge:
+        # The bridges' retained client ids are out of a device's reach.
+        async with device_client(creds, mosquitto_broker) as snoop:
+            await snoop.subscribe("zn/bridge/#", qos=1)
+            await snoop.subscribe(topics.device_topic(creds.serial, topics.Inbound.CMD_ACK), qos=1)
+            await publish_json(
+                snoop,
+                topics.device_topic(creds.serial, topics.Inbound.CMD_ACK),
+                {"id": "marker", "ok": True},
+            )
+            async with asyncio.timeout(10):
+                first = await next_message(snoop)
+            assert first.topic.value == topics.device_topic(creds.serial, topics.Inbound.CMD_ACK)
+        for guess in ("bridge", "zanuo-bridge", bridge.options.instance, "zb-", "zanuo"):
+            async with device_client(creds, mosquitto_broker, client_id=guess):
+                pass
+        # The bridge never lost its connection: it still handles traffic, no reconnect counted.
+        async with device_client(creds, mosquitto_broker) as device:
+            await publish_json(
+                device,
+                topics.device_topic(creds.serial, topics.Inbound.EVENT),
+                {"id": "after-guesses", "type": "motion", "ts": "2026-11-02T09:00:00Z"},
+            )
 
-        async def stored() -> bool:
-            return await _event_count(services, creds.serial) == 1
+            async def stored() -> bool:
+                return await _event_count(services, creds.serial) == 1
 
-        await eventually(stored)
-    assert bridge.reconnects == 0
-    assert sample(services, "zanuo_bridge_reconnects_total") == 0
-    assert bridge.connected
+            await eventually(stored)
+        assert bridge.reconnects == 0
+        assert sample(services, "zanuo_bridge_reconnects_total") == 0
+        assert bridge.connected
 
 
 async def test_revoked_device_is_refused_and_its_open_session_is_ended(
