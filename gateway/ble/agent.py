@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
-import contextlib
 import dataclasses
 import logging
 import random
@@ -303,6 +302,10 @@ class BleHubAgent:
             except PairingFailed as err:
                 _LOGGER.warning("BLE pairing failed: %s", err.reason)
                 ack = CommandAckPayload(id=request.command_id, ok=False, error=err.reason)
+            except Exception:
+                # A radio stack fault must not end the agent: the cloud hears, the next pair runs.
+                _LOGGER.exception("BLE pairing crashed")
+                ack = CommandAckPayload(id=request.command_id, ok=False, error="hub_error")
             else:
                 _LOGGER.info("BLE child %s paired at %s", child.serial, child.ble_address)
                 ack = CommandAckPayload(id=request.command_id, ok=True)
@@ -407,17 +410,6 @@ class BleHubAgent:
         if self._on_children_changed is not None:
             self._on_children_changed(self.children)
 
-    async def forget(self, serial: str) -> None:
-        """Stop relaying for ``serial`` (it was reset or unbound)."""
-        self._children.pop(serial, None)
-        task = self._relays.pop(serial, None)
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self._uplink.remove_child(serial)
-        self._children_changed()
-
     # ------------------------------------------------------------------ relay
 
     def _start_relay(self, child: PairedChild) -> None:
@@ -436,6 +428,10 @@ class BleHubAgent:
                 backoff = self.options.backoff_initial_s
             except (BleakError, TimeoutError, OSError) as err:
                 _LOGGER.info("BLE link to %s failed: %s", child.serial, type(err).__name__)
+            except Exception:
+                # Backends may leak their own errors (BlueZ D-Bus, bumble ATT); one bad link
+                # must not take the other children down, so log it and retry with backoff.
+                _LOGGER.exception("BLE link to %s crashed", child.serial)
             if child.serial not in self._children:
                 return
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
@@ -509,18 +505,18 @@ class BleHubAgent:
             await self._uplink.publish_ack(frame.ack, child=child.serial)
             if frame.ack.ok and self._resets.get(child.serial) == frame.ack.id:
                 _LOGGER.info("BLE child %s was reset by the cloud", child.serial)
-                await self._release(child)
+                await self._release(child.serial)
         elif frame.reset is not None:
             await self._uplink.publish_reset(frame.reset, child=child.serial)
             _LOGGER.info("BLE child %s was factory reset", child.serial)
-            await self._release(child)
+            await self._release(child.serial)
 
-    async def _release(self, child: PairedChild) -> None:
-        # Called from the child's relay task, which then ends with the link.
-        self._resets.pop(child.serial, None)
-        self._children.pop(child.serial, None)
-        self._relays.pop(child.serial, None)
-        await self._uplink.remove_child(child.serial)
+    async def _release(self, serial: str) -> None:
+        # Called from the child's own relay task, which ends with the link right after.
+        self._resets.pop(serial, None)
+        self._children.pop(serial, None)
+        self._relays.pop(serial, None)
+        await self._uplink.remove_child(serial)
         self._children_changed()
 
 
