@@ -10,8 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TextIO
 
-from provisioning.cli.common import SubParsers
-from provisioning.cli.serve_cmd import prepare_database
+from provisioning.cli.common import SubParsers, prepare_database
 from provisioning.clock import Clock, SystemClock
 from provisioning.config import Secrets, Settings
 from provisioning.domain.registry import (

@@ -42,14 +42,13 @@ from gateway.mqtt.broker import (
 from provisioning.api import wifi
 from provisioning.api.middleware import AccessLogger
 from provisioning.app import create_app
-from provisioning.cli.common import SubParsers
+from provisioning.cli.common import SubParsers, prepare_database
 from provisioning.clock import Clock, SystemClock
 from provisioning.config import Secrets, Settings
 from provisioning.domain.registry import CaPaths, DeviceRegistry
 from provisioning.errors import ConfigError
 from provisioning.security import ca as device_ca
 from provisioning.services import Services, open_services
-from provisioning.storage.engine import Database
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -58,22 +57,6 @@ def register(sub: SubParsers) -> None:
     """Add the ``serve`` command."""
     serve = sub.add_parser("serve", help="run the service (API, MQTT bridge, embedded broker)")
     serve.set_defaults(handler=serve_forever)
-
-
-async def prepare_database(settings: Settings) -> None:
-    """Upgrade the embedded SQLite; require an up-to-date schema elsewhere."""
-    db = Database(settings.database_url)
-    try:
-        if db.is_sqlite:
-            await db.upgrade()
-            return
-        head = await db.current_revision()
-        if head is None:
-            raise ConfigError(
-                "the database has no schema yet: run `zanuo db upgrade`", key="database.url"
-            )
-    finally:
-        await db.dispose()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
