@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from provisioning.api import wifi
 from provisioning.api.routing import Endpoint
 from provisioning.app import all_endpoints
 
@@ -52,7 +53,8 @@ def render() -> str:
     """Return the Markdown for every endpoint, grouped by tag."""
     lines = [HEADER]
     tags: dict[str, list[Endpoint]] = {}
-    for ep in all_endpoints():
+    # The Wi-Fi routes need a running bridge and are added by the composition root.
+    for ep in all_endpoints(extra=(wifi.routes,)):
         tags.setdefault(ep.tag, []).append(ep)
     for tag, endpoints in tags.items():
         lines.append(f"\n### {tag}\n")
