@@ -77,6 +77,7 @@ class FleetPlan:
     link: Literal["softap", "local"] = "softap"
     broker_ca_file: Path | None = None
     setup_timeout_s: float = 120.0
+    poll_s: float = 0.5  # how often a phone polls its binding, as a real app would
     delivery_timeout_s: float = 60.0
     session_options: SessionOptions = FLEET_SESSION
 
@@ -91,7 +92,8 @@ class _Fleet:
         home = AccessPoint(
             FLEET_SSID.encode(), FLEET_BSSID, rssi=-45, password=self.wifi_password.encode()
         )
-        self.world = WifiWorld([home], join_delay=0.0, scan_delay=0.0)
+        # A /16 so every camera of a large fleet gets a DHCP lease.
+        self.world = WifiWorld([home], join_delay=0.0, scan_delay=0.0, subnet="10.42.0.0/16")
         self.setups = asyncio.Semaphore(max(1, plan.concurrency))
         self.online: list[Camera] = []
         self.sent: dict[str, list[str]] = {}
@@ -219,7 +221,7 @@ async def run_fleet(plan: FleetPlan, *, progress: TextIO | None = None) -> Fleet
         phones: list[PhoneApp] = []
         for index in range(max(1, plan.accounts)):
             phone = await stack.enter_async_context(
-                PhoneApp(plan.api_url, location=plan.location, http=http, poll_interval=0.1)
+                PhoneApp(plan.api_url, location=plan.location, http=http, poll_interval=plan.poll_s)
             )
             await phone.register(
                 f"fleet-{run_id}-{index}@example.com",
