@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 from provisioning.cli.common import SubParsers
 from provisioning.cli.devices_cmd import open_registry
 from provisioning.config import Secrets, Settings, load_secrets, load_settings
-from provisioning.errors import AccountExists, ConfigError
+from provisioning.errors import AccountExists, ConfigError, NotFound, ServiceUnavailable
 from simulators.app import (
     BleLink,
     GeoLocation,
@@ -220,8 +220,13 @@ def register(sub: SubParsers) -> None:
             help="where simulated device flash goes (keep it out of the data dir)",
         )
 
-    for kind in ("camera", "hub"):
-        parser = simulate_sub.add_parser(kind, help=f"manufacture a {kind} and set it up")
+    helps = {
+        "camera": "manufacture a camera, set it up with a phone, send events",
+        "hub": "manufacture a BLE hub and set it up with a phone",
+        "lock": "manufacture a hub and a lock; pair the lock through the hub",
+    }
+    for kind, text in helps.items():
+        parser = simulate_sub.add_parser(kind, help=text)
         common(parser)
         parser.add_argument("--link", choices=["softap", "ble"], default="softap")
         parser.add_argument("--email", default=None, help="the owner account (default: new)")
@@ -261,34 +266,60 @@ def _target(
 
 
 async def simulate_device(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
-    """Manufacture one camera or hub, set it up through a simulated phone, send events."""
+    """Manufacture a camera, a hub or a hub and a lock; set them up through a simulated phone."""
     require_simulators()
     from provisioning.protocomm.bumble_backend import VirtualBleLink
     from simulators.camera import Camera
     from simulators.hub import Hub
+    from simulators.lock import Lock
 
     settings, secrets, api, broker = _target(args, settings, secrets)
     say = Narrator()
     kind: str = args.kind
-    (serial,) = new_serials(kind, 1)
-    (folder,) = await manufacture(settings, secrets, [(serial, kind)], args.flash_dir)
-    say(f"manufactured {kind} {serial} (flash in {folder})")
+    wifi_kind = "camera" if kind == "camera" else "hub"
+    (serial,) = new_serials(wifi_kind, 1)
+    wanted = [(serial, wifi_kind)]
+    if kind == "lock":
+        wanted.append((new_serials("lock", 1)[0], "lock"))
+    folders = await manufacture(settings, secrets, wanted, args.flash_dir)
+    say(
+        "manufactured " + ", ".join(f"{k} {s}" for s, k in wanted) + f" (flash in {args.flash_dir})"
+    )
     world, wifi_password = home_world()
     email = args.email or f"sim-{pysecrets.token_hex(4)}@example.com"
     password = args.password or pysecrets.token_urlsafe(16)
-    device_class: type[WifiDevice] = Hub if kind == "hub" else Camera
     async with contextlib.AsyncExitStack() as stack:
-        ble = await stack.enter_async_context(VirtualBleLink()) if args.link == "ble" else None
-        device = await stack.enter_async_context(device_class(folder, world, ble_link=ble))
+        radio = None
+        if args.link == "ble" or wifi_kind == "hub":
+            radio = await stack.enter_async_context(VirtualBleLink())
+        device: WifiDevice = await stack.enter_async_context(
+            (Hub if wifi_kind == "hub" else Camera)(folders[0], world, ble_link=radio)
+        )
         phone = await stack.enter_async_context(
             signed_in_phone(api, settings.data_dir / "outbox.jsonl", email, password, say)
         )
         link: LocalLink = SoftApLink(device.http_url)
-        if ble is not None:
-            link = ble_link_for(f"ZN-{serial}", await ble.add_central("phone"))
+        if args.link == "ble" and radio is not None:
+            link = ble_link_for(f"ZN-{serial}", await radio.add_central("phone"))
         async with asyncio.timeout(120):
             await set_up_wifi_device(phone, device, link, wifi_password, broker, wrong_first=True)
         say(f"{serial} is online over MQTT (mTLS as {serial})")
+        if kind == "lock" and radio is not None:
+            lock = await stack.enter_async_context(Lock(folders[1], radio))
+            await lock.press_button()
+            say(f"lock {lock.serial}: button pressed, pairing mode")
+            token = await phone.pairing_token()
+            try:
+                await phone.pair_through_hub(serial, token)
+            except NotFound as err:
+                if type(err) is not NotFound:  # the hub is missing, not the route
+                    raise
+                raise ServiceUnavailable(
+                    "this service has no hub pairing route (POST /v1/devices/{hub}/ble-pairings)"
+                ) from None
+            async with asyncio.timeout(60):
+                await phone.wait_activated(token)
+            say(f"lock {lock.serial} bound through hub {serial}")
         for _ in range(max(0, args.events) if kind == "camera" else 0):
             event_id = await device.publish_event("motion")
             async with asyncio.timeout(30):
