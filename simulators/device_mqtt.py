@@ -131,6 +131,7 @@ class DeviceMqtt:
         self._group: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.connections = 0
+        self._closing = False
         self._add_routes(None)
 
     # ------------------------------------------------------------------ lifecycle
@@ -155,6 +156,7 @@ class DeviceMqtt:
         if group is None:
             return
         await self._say_goodbye()
+        self._closing = True
         for task in self._tasks:
             task.cancel()
         await group.__aexit__(None, None, None)
@@ -171,6 +173,11 @@ class DeviceMqtt:
                 await self._enqueue(topics.state_topic(self.serial), OFFLINE, retain=True)
         except (TimeoutError, aiomqtt.MqttError):
             _LOGGER.debug("%s: offline state not published before disconnect", self.serial)
+
+    def _raise_if_closing(self) -> None:
+        # A flag, not Task.cancelling(): Python 3.11's TaskGroup can leave that count raised.
+        if self._closing:
+            raise asyncio.CancelledError
 
     @property
     def connected(self) -> bool:
@@ -294,6 +301,7 @@ class DeviceMqtt:
             client = self._make_client()
             try:
                 async with client:
+                    self._raise_if_closing()  # the connect may have swallowed our cancel
                     self._client = client
                     self.connections += 1
                     await client.subscribe([(topic, 1) for topic in self._routes])
@@ -319,6 +327,9 @@ class DeviceMqtt:
             finally:
                 self._connected.clear()
                 self._client = None
+            # Closing while the disconnect failed: its error replaced the cancellation,
+            # which must win or this loop would reconnect forever.
+            self._raise_if_closing()
             # Full jitter: a fleet whose broker restarted does not come back in step.
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, self.options.backoff_max_s)

@@ -202,6 +202,7 @@ class BleHubAgent:
         self._relays: dict[str, asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
         self._link_up: dict[str, asyncio.Event] = {}
         self._resets: dict[str, str] = {}  # child -> id of the reset command it was sent
 
@@ -226,6 +227,7 @@ class BleHubAgent:
         group, self._group = self._group, None
         if group is None:
             return
+        self._closing = True
         for task in list(self._tasks):
             task.cancel()
         await group.__aexit__(None, None, None)
@@ -240,6 +242,17 @@ class BleHubAgent:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def _still_wanted(self) -> None:
+        """Raise CancelledError once the agent is closing, whatever a backend did with ours.
+
+        bumble's connect can complete although the task was cancelled meanwhile, and an
+        error from a disconnect during cleanup replaces the CancelledError; either way
+        ``__aexit__`` waits for the task to end, so the shutdown must win. (A flag, not
+        ``Task.cancelling()``: Python 3.11's TaskGroup can leave that count raised.)
+        """
+        if self._closing:
+            raise asyncio.CancelledError
 
     # ------------------------------------------------------------------ state
 
@@ -309,6 +322,7 @@ class BleHubAgent:
             else:
                 _LOGGER.info("BLE child %s paired at %s", child.serial, child.ble_address)
                 ack = CommandAckPayload(id=request.command_id, ok=True)
+            self._still_wanted()
             await self._uplink.publish_ack(ack)
 
     async def pair(self, token: str, ble_address: str | None = None) -> PairedChild:
@@ -432,6 +446,7 @@ class BleHubAgent:
                 # Backends may leak their own errors (BlueZ D-Bus, bumble ATT); one bad link
                 # must not take the other children down, so log it and retry with backoff.
                 _LOGGER.exception("BLE link to %s crashed", child.serial)
+            self._still_wanted()
             if child.serial not in self._children:
                 return
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
@@ -451,12 +466,14 @@ class BleHubAgent:
             backend=self._client_backend,
         )
         async with client:
+            self._still_wanted()  # a backend may finish a connect it was told to abandon
             uplink = client.services.get_characteristic(UPLINK_UUID)
             downlink = client.services.get_characteristic(DOWNLINK_UUID)
             if uplink is None or downlink is None:
                 raise BleakError("the child does not offer the link service")
             link = _Link(client, downlink)
             await client.start_notify(uplink, link.on_uplink)
+            self._still_wanted()
             self._links[child.serial] = link
             self._link_up.setdefault(child.serial, asyncio.Event()).set()
             try:
