@@ -203,6 +203,11 @@ class DeviceService:
         async with self.db.session() as session:
             ownership = await session.get(Ownership, serial)
             if ownership is None:
+                # Already unbound (the reset we queued arrived): only the hub link goes.
+                await session.execute(
+                    update(Device).where(Device.serial == serial).values(parent_serial=None)
+                )
+                await session.commit()
                 return False
             await self.release(session, ownership, now, reason="device_reset")
             await session.commit()
@@ -216,9 +221,12 @@ class DeviceService:
         await session.execute(delete(Share).where(Share.serial == serial))
         await session.execute(delete(Event).where(Event.serial == serial))
         await session.execute(delete(Ownership).where(Ownership.serial == serial))
-        await session.execute(
-            update(Device).where(Device.serial == serial).values(parent_serial=None)
-        )
+        if reason == "device_reset":
+            # The device forgot its pairing; a BLE child that is only unbound
+            # keeps its hub until the queued reset has travelled through it.
+            await session.execute(
+                update(Device).where(Device.serial == serial).values(parent_serial=None)
+            )
         if reason == "unbind":
             session.add(
                 Command(

@@ -365,3 +365,34 @@ async def test_binding_request_with_location_is_refused(
     )
     assert response.status == 422
     assert (await response.json())["error"]["code"] == "location_not_accepted"
+
+
+async def test_unbinding_a_ble_child_keeps_its_hub_so_the_reset_can_travel_through_it(
+    client: Client, outbox: OutboxSender, services: Services, register_device: RegisterDevice
+) -> None:
+    hub = await register_device("ZH1-0000009", "hub")
+    lock = await register_device("ZL1-0000009", "lock", with_code=False)
+    me = await register(client, outbox, "ch@example.com")
+    hub_binding = await (await _bind(client, me["token"], hub.serial, hub.code)).json()
+    assert (await services.binding.confirm(hub.serial, hub_binding["bind_token"])).bound
+    token = (await (await client.post("/v1/pairing-tokens", headers=bearer(me["token"]))).json())[
+        "pairing_token"
+    ]
+    proof = BindProof(*lock.proof(token))
+    assert (
+        await services.binding.confirm(lock.serial, token, proof=proof, parent_serial=hub.serial)
+    ).bound
+    assert (
+        await client.delete(f"/v1/devices/{lock.serial}", headers=bearer(me["token"]))
+    ).status == 204
+    async with services.db.session() as session:
+        from provisioning.storage.devices import Device
+
+        device = await session.get(Device, lock.serial)
+        assert device is not None
+        assert device.parent_serial == hub.serial
+    assert await services.devices.device_reset(lock.serial) is False
+    async with services.db.session() as session:
+        reset = await session.get(Device, lock.serial)
+        assert reset is not None
+        assert reset.parent_serial is None, "after its reset the lock belongs to no hub"
