@@ -70,7 +70,9 @@ def register(sub: SubParsers) -> None:
 
 
 def _port_or_free(host: str, port: int) -> int:
-    """Return ``port`` when nothing listens on it, else a free one."""
+    """Return ``port`` when nothing listens on it, else (or for port 0) a free one."""
+    if port == 0:
+        return free_local_port(host)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
