@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, Self
 
 import aiohttp
 from bleak import BleakScanner
@@ -48,6 +48,9 @@ from provisioning.protocomm.local import LocalTransport
 from provisioning.protocomm.wifi import AccessPointInfo, Connection, FailReason
 from provisioning.security.codes import LabelPayload, parse_label_payload
 from provisioning.security.sealing import seal_text
+
+if TYPE_CHECKING:
+    from bumble.device import Device as BumbleDevice
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -148,6 +151,8 @@ def api_error(status: int, document: object) -> ZanuoError:
         retry = details.get("retry_after", 1)
         rest = {k: v for k, v in details.items() if k != "retry_after"}
         return cls(int(retry) if isinstance(retry, int | str) else 1, message, **rest)
+    # Some subclasses take extra constructor arguments; every one is a ZanuoError
+    # underneath, so build it through the root's constructor with the wire fields.
     error = cls.__new__(cls)
     ZanuoError.__init__(error, message, **details)
     return error
@@ -268,6 +273,15 @@ class BleLink:
     service_uuid: str = ESPRESSIF_SERVICE_UUID
     scan_timeout: float = 10.0
     timeout: float = 10.0
+
+    @classmethod
+    def on_virtual_link(cls, name: str, central: BumbleDevice) -> BleLink:
+        """Return a link that scans and connects through a bumble ``central`` (virtual radio)."""
+        from provisioning.protocomm.bumble_backend import bleak_backend, bleak_scanner_backend
+
+        return cls(
+            name, backend=bleak_backend(central), scanner_backend=bleak_scanner_backend(central)
+        )
 
     def open(self) -> AbstractAsyncContextManager[Transport]:
         """Scan, connect and map the endpoints."""
@@ -686,23 +700,6 @@ class PhoneApp:
             await asyncio.sleep(self._poll_interval)
 
 
-@asynccontextmanager
-async def signed_up_app(
-    api_url: str,
-    email: str,
-    password: str,
-    read_code: CodeReader,
-    *,
-    location: GeoLocation,
-    http: aiohttp.ClientSession | None = None,
-    poll_interval: float = DEFAULT_POLL_INTERVAL,
-) -> AsyncIterator[PhoneApp]:
-    """Open a :class:`PhoneApp` and register a new account on it."""
-    async with PhoneApp(api_url, location=location, http=http, poll_interval=poll_interval) as app:
-        await app.register(email, password, read_code)
-        yield app
-
-
 __all__ = [
     "AppError",
     "BindState",
@@ -726,5 +723,4 @@ __all__ = [
     "WrongWifiPassword",
     "api_error",
     "outbox_code_reader",
-    "signed_up_app",
 ]

@@ -36,7 +36,6 @@ from provisioning.cli.common import SubParsers
 from provisioning.cli.serve_cmd import open_service
 from provisioning.cli.simulate_cmd import (
     Narrator,
-    ble_link_for,
     home_world,
     is_event,
     manufacture,
@@ -48,7 +47,7 @@ from provisioning.cli.simulate_cmd import (
 from provisioning.config import Secrets, Settings, load_secrets, load_settings
 from provisioning.domain.commands import DeviceCommand
 from provisioning.errors import NotFound
-from simulators.app import PairingToken, PhoneApp, SoftApLink
+from simulators.app import BleLink, PairingToken, PhoneApp, SoftApLink
 
 DEMO_EMAIL: Final = "demo@example.com"
 DEMO_TIMEOUT_S: Final = 180.0
@@ -181,7 +180,11 @@ async def run_demo(args: argparse.Namespace, settings: Settings, secrets: Secret
                 say(f"-- hub {hub_serial} over BLE")
                 central = await radio.add_central("phone")
                 await set_up_wifi_device(
-                    phone, hub, ble_link_for(f"ZN-{hub_serial}", central), wifi_password, broker
+                    phone,
+                    hub,
+                    BleLink.on_virtual_link(f"ZN-{hub_serial}", central),
+                    wifi_password,
+                    broker,
                 )
                 while hub.agent is None:  # noqa: ASYNC110 (the agent starts with the session)
                     await asyncio.sleep(0.05)

@@ -40,8 +40,6 @@ from simulators.fleet_report import format_report
 from simulators.wifi_world import AccessPoint, WifiWorld
 
 if TYPE_CHECKING:
-    from bumble.device import Device as BumbleDevice
-
     from simulators.camera import WifiDevice
 
 DEFAULT_API: Final = "http://{host}:{port}"
@@ -178,17 +176,6 @@ def is_event(event_id: str) -> Callable[[dict[str, Any]], bool]:
     return lambda message: bool(message.get("event_id") == event_id)
 
 
-def ble_link_for(device_name: str, central: BumbleDevice) -> BleLink:
-    """Return the phone's BLE link (bleak on ``central``) to the device named ``device_name``."""
-    from provisioning.protocomm.bumble_backend import bleak_backend, bleak_scanner_backend
-
-    return BleLink(
-        device_name,
-        backend=bleak_backend(central),
-        scanner_backend=bleak_scanner_backend(central),
-    )
-
-
 # --------------------------------------------------------------------------- the command
 
 
@@ -300,7 +287,7 @@ async def simulate_device(args: argparse.Namespace, settings: Settings, secrets:
         )
         link: LocalLink = SoftApLink(device.http_url)
         if args.link == "ble" and radio is not None:
-            link = ble_link_for(f"ZN-{serial}", await radio.add_central("phone"))
+            link = BleLink.on_virtual_link(f"ZN-{serial}", await radio.add_central("phone"))
         async with asyncio.timeout(120):
             await set_up_wifi_device(phone, device, link, wifi_password, broker, wrong_first=True)
         say(f"{serial} is online over MQTT (mTLS as {serial})")

@@ -17,8 +17,6 @@ import pytest
 from provisioning.errors import DeviceNotFound, NotOwner
 from provisioning.protocomm.bumble_backend import (
     VirtualBleLink,
-    bleak_backend,
-    bleak_scanner_backend,
 )
 from provisioning.security.ca import DEVICE_CERT_FILE, read_certificate
 from simulators.app import BleLink, LocalLink, PhoneApp, SoftApLink, WifiChoice
@@ -55,11 +53,7 @@ async def running_camera(
             central = await link.add_central("phone")
             yield (
                 camera,
-                BleLink(
-                    f"ZN-{camera.serial}",
-                    backend=bleak_backend(central),
-                    scanner_backend=bleak_scanner_backend(central),
-                ),
+                BleLink.on_virtual_link(f"ZN-{camera.serial}", central),
             )
 
 

@@ -23,8 +23,6 @@ from pathlib import Path
 
 from provisioning.protocomm.bumble_backend import (
     VirtualBleLink,
-    bleak_backend,
-    bleak_scanner_backend,
 )
 from provisioning.security.ca import DEVICE_CERT_FILE, read_certificate
 from simulators.app import BleLink, PhoneApp, SoftApLink, WifiChoice
@@ -69,11 +67,7 @@ async def camera_life(
         central = await link.add_central("owner-phone")
         await owner.set_up_camera(
             camera.flash.info.label_payload,
-            BleLink(
-                f"ZN-{camera.serial}",
-                backend=bleak_backend(central),
-                scanner_backend=bleak_scanner_backend(central),
-            ),
+            BleLink.on_virtual_link(f"ZN-{camera.serial}", central),
             WifiChoice(HOME_SSID, [WRONG_PASSWORD, HOME_PASSWORD]),
             broker=stack.broker_address,
         )

@@ -21,8 +21,6 @@ from gateway.mqtt.payloads import EventPayload
 from provisioning.domain.commands import DeviceCommand
 from provisioning.protocomm.bumble_backend import (
     VirtualBleLink,
-    bleak_backend,
-    bleak_scanner_backend,
 )
 from provisioning.services import Services
 from simulators.app import BleLink, PhoneApp, WifiChoice
@@ -79,11 +77,7 @@ async def set_up_hub(phone: PhoneApp, hub: Hub, link: VirtualBleLink, stack: Sta
     central = await link.add_central("phone")
     await phone.set_up_camera(
         hub.flash.info.label_payload,
-        BleLink(
-            f"ZN-{hub.serial}",
-            backend=bleak_backend(central),
-            scanner_backend=bleak_scanner_backend(central),
-        ),
+        BleLink.on_virtual_link(f"ZN-{hub.serial}", central),
         WifiChoice(HOME_SSID, [HOME_PASSWORD]),
         broker=stack.broker_address,
     )
