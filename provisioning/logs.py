@@ -43,12 +43,23 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+_HANDLER_MARK = "_zanuo_handler"
+
+
 def configure_logging(level: str = "INFO", stream: object = None) -> logging.Handler:
-    """Install one stream handler with the redaction filter on the root logger."""
+    """Install one stream handler with the redaction filter on the root logger.
+
+    Calling it again replaces the handler it installed before (the CLI runs
+    many commands in one test process), so handlers never pile up.
+    """
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _HANDLER_MARK, False)]:
+        root.removeHandler(old)
+        old.close()
     handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter())
-    root = logging.getLogger()
+    setattr(handler, _HANDLER_MARK, True)
     root.addHandler(handler)
     root.setLevel(level)
     return handler

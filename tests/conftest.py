@@ -184,3 +184,17 @@ async def _no_leaked_tasks() -> AsyncIterator[None]:
             return
         await asyncio.sleep(0.05)
     pytest.fail(f"test leaked tasks: {leaked!r}")
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_log_handlers() -> Iterator[None]:
+    """Remove the handler a CLI run installs, so later tests never write to a closed stream."""
+    import logging
+
+    before = set(logging.getLogger().handlers)
+    yield
+    root = logging.getLogger()
+    for handler in set(root.handlers) - before:
+        if getattr(handler, "_zanuo_handler", False):
+            root.removeHandler(handler)
+            handler.close()
