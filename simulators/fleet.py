@@ -115,6 +115,7 @@ class _Fleet:
 
     async def run_device(self, folder: Path, phone: PhoneApp) -> None:
         """Boot one camera, set it up, keep it online until the run stops."""
+        stage = "boot"
         try:
             camera = Camera(
                 folder,
@@ -122,12 +123,8 @@ class _Fleet:
                 broker_ca_file=self.plan.broker_ca_file,
                 session_options=self.plan.session_options,
             )
-        except Exception as err:  # a broken flash folder is one failure, not the run's end
-            self.stats.failed("boot", err)
-            self.done_one()
-            return
-        async with camera:
-            try:
+            async with camera:
+                stage = "setup"
                 async with self.setups, asyncio.timeout(self.plan.setup_timeout_s):
                     started = time.perf_counter()
                     await phone.set_up_camera(
@@ -141,13 +138,15 @@ class _Fleet:
                     await camera.wait_online()
                     self.stats.online += 1
                     self.online.append(camera)
-            except Exception as err:  # counted by reason in the report
-                self.stats.failed("setup", err)
-                _LOGGER.debug("setup of %s failed: %s", camera.serial, type(err).__name__)
+                stage = "online"
                 self.done_one()
-                return
+                await self.stop.wait()
+        except Exception as err:  # one device's failure is counted by reason, not the run's end
+            if stage == "online":
+                raise
+            self.stats.failed(stage, err)
+            _LOGGER.debug("%s of %s failed: %s", stage, folder.name, type(err).__name__)
             self.done_one()
-            await self.stop.wait()
 
     async def send_events(self) -> None:
         """Publish motion events at the planned rate, round-robin over online cameras."""

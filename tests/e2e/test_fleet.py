@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +48,25 @@ def test_percentiles_use_the_nearest_rank() -> None:
     samples = [float(n) for n in range(1, 101)]
     assert [percentile(samples, p) for p in (50, 90, 99, 100)] == [50.0, 90.0, 99.0, 100.0]
     assert percentile([], 50) == 0.0
+
+
+async def test_fleet_counts_a_broken_device_by_reason_and_carries_on(
+    stack: Stack, manufacture: Manufacture, outbox: OutboxSender, tmp_path: Path
+) -> None:
+    broken = tmp_path / "ZF1-BROKEN-0001"
+    broken.mkdir()  # no certificate, no key: this flash cannot boot
+    folders = [await manufacture("ZF1-OK-0001"), broken]
+    stats = await run_fleet(
+        FleetPlan(
+            api_url=stack.api_url,
+            broker=stack.broker_address,
+            flash_folders=folders,
+            read_code=outbox_code_reader(outbox.path),
+            location=PHONE_LOCATION,
+            events_per_second=0,
+            link="local",
+        )
+    )
+    report = stats.report()
+    assert (report["bound"], report["online"]) == (1, 1)
+    assert report["failures"] == {"boot:FlashError": 1}
