@@ -255,7 +255,15 @@ class MqttBridge:
             with contextlib.suppress(aiomqtt.MqttError, OSError, TimeoutError):
                 async with asyncio.timeout(2):
                     await self._publish_presence(client, online=False)
-        connection.cancel()
+        # On Python 3.11 aiomqtt's wait_for can swallow a cancellation that
+        # races a message, leaving the loop iterating. Cancel until the task
+        # ends, and drop the connection so the message iterator fails at once.
+        while not connection.done():
+            connection.cancel()
+            await asyncio.wait({connection}, timeout=1.0)
+            if not connection.done() and client is not None:
+                with contextlib.suppress(Exception):
+                    client._client.disconnect()
 
     @property
     def connected(self) -> bool:
@@ -330,6 +338,8 @@ class MqttBridge:
                     self.dispatcher.wake()
                     async for message in client.messages:
                         await self._route(message, _Delivery(client, message.mid, message.qos))
+                        if self._stopping:
+                            break
             except (aiomqtt.MqttError, OSError) as err:
                 _LOGGER.warning(
                     "MQTT bridge %s disconnected: %s", self.options.instance, type(err).__name__
