@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager
 
 from aiohttp import web
 
-from provisioning.api import auth, devices, health, me, ops, privacy, registry
+from provisioning.api import auth, devices, health, me, ops, privacy, registry, wifi
 from provisioning.api.keys import OPENAPI_KEY, SERVICES_KEY
 from provisioning.api.middleware import error_middleware
 from provisioning.api.openapi import build_openapi
@@ -30,6 +30,7 @@ ROUTE_GROUPS: tuple[Routes, ...] = (
     registry.routes,
     privacy.routes,
     ops.routes,
+    wifi.routes,
 )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from provisioning.api import wifi
 from provisioning.api.routing import Endpoint
 from provisioning.app import all_endpoints
 
@@ -53,8 +52,7 @@ def render() -> str:
     """Return the Markdown for every endpoint, grouped by tag."""
     lines = [HEADER]
     tags: dict[str, list[Endpoint]] = {}
-    # The Wi-Fi routes need a running bridge and are added by the composition root.
-    for ep in all_endpoints(extra=(wifi.routes,)):
+    for ep in all_endpoints():
         tags.setdefault(ep.tag, []).append(ep)
     for tag, endpoints in tags.items():
         lines.append(f"\n### {tag}\n")

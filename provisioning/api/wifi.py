@@ -1,4 +1,4 @@
-"""Remote Wi-Fi change: ``POST /v1/devices/{serial}/wifi``.
+"""Commands that carry secrets: remote Wi-Fi change and hub BLE pairing.
 
 The credentials reach the device sealed to its certificate key (ECDH P-256 +
 HKDF-SHA256 + AES-256-GCM, serial and command id as associated data). The app
@@ -8,9 +8,11 @@ memory. Either way they go only to an online device, QoS 1, not retained, with
 a short expiry, and are written nowhere: not the database, not the logs, not
 the broker's persistence (an offline device is refused instead of queued).
 
-The routes are registered through ``create_app(extra_routes=...)`` by the
-composition root, which also puts the MQTT bridge under
-:data:`COMMAND_SENDER_KEY`.
+``POST /v1/devices/{hub}/ble-pairings`` sends a hub the pairing token the
+same way. The routes are always declared (so the OpenAPI document never
+changes); the composition root puts the MQTT bridge under
+:data:`COMMAND_SENDER_KEY`, and without it they answer ``503
+bridge_unavailable``.
 """
 
 from __future__ import annotations
@@ -19,20 +21,30 @@ import uuid
 from typing import Annotated, Self
 
 from aiohttp import web
-from pydantic import SecretStr, StringConstraints, model_validator
+from pydantic import Field, SecretStr, StringConstraints, model_validator
 
 from provisioning.api.keys import SERVICES_KEY
 from provisioning.api.models import RequestModel, ResponseModel
 from provisioning.api.routing import Routes
 from provisioning.api.session import principal
 from provisioning.domain.commands import (
+    BLE_PAIR_EXPIRY_S,
     WIFI_EXPIRY_S,
     BridgeUnavailable,
     DeviceCommandSender,
+    HubPairings,
+    NotAHub,
     WifiChanges,
     WifiCredentials,
 )
-from provisioning.errors import DeviceNotFound, DeviceOffline, NotOwner
+from provisioning.errors import (
+    DeviceNotFound,
+    DeviceOffline,
+    NotOwner,
+    TokenExpired,
+    TokenInvalid,
+    TokenUsed,
+)
 from provisioning.security.codes import SERIAL_PATTERN
 
 routes = Routes(tag="devices")
@@ -131,3 +143,46 @@ async def change_wifi(request: web.Request, body: WifiChangeRequest) -> WifiChan
         command = await changes.send_plain(caller, serial, credentials)
         del credentials
     return WifiChangeSent(command_id=command.id, expires_in_s=WIFI_EXPIRY_S)
+
+
+class BlePairingRequest(RequestModel):
+    token: Annotated[str, StringConstraints(min_length=8, max_length=256)] = Field(
+        description="a pairing token from POST /v1/pairing-tokens"
+    )
+    ble_address: (
+        Annotated[str, StringConstraints(pattern=r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}(/P)?$")]
+        | None
+    ) = None
+
+
+class BlePairingSent(ResponseModel):
+    command_id: str
+    expires_in_s: int
+
+
+@routes.route(
+    "POST",
+    "/v1/devices/{serial}/ble-pairings",
+    summary="Ask your online BLE hub to pair a nearby device with a pairing token",
+    body=BlePairingRequest,
+    response=BlePairingSent,
+    status=202,
+    errors=(
+        DeviceNotFound,
+        NotOwner,
+        DeviceOffline,
+        BridgeUnavailable,
+        NotAHub,
+        TokenInvalid,
+        TokenUsed,
+        TokenExpired,
+    ),
+)
+async def pair_through_hub(request: web.Request, body: BlePairingRequest) -> BlePairingSent:
+    """Send the hub a ble_pair command now; poll the pairing token for the result."""
+    services = request.app[SERVICES_KEY]
+    pairings = HubPairings(services.devices, request.app.get(COMMAND_SENDER_KEY), services.metrics)
+    command = await pairings.pair(
+        principal(request), _serial(request), body.token, body.ble_address
+    )
+    return BlePairingSent(command_id=command.id, expires_in_s=BLE_PAIR_EXPIRY_S)

@@ -204,7 +204,7 @@ async def open_service(
         async def given() -> AsyncIterator[Services]:
             yield services
 
-        app = create_app(settings, secrets, services=given, extra_routes=(wifi.routes,))
+        app = create_app(settings, secrets, services=given)
         app[wifi.COMMAND_SENDER_KEY] = bridge
         runner = web.AppRunner(app, access_log_class=AccessLogger)
         await runner.setup()

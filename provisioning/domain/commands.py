@@ -16,14 +16,25 @@ from collections.abc import Mapping
 from typing import Any, Final, Protocol
 
 from cryptography import x509
+from sqlalchemy import select
 
 from provisioning.domain.accounts import Principal
 from provisioning.domain.devices import DeviceService
-from provisioning.errors import DeviceNotFound, DeviceOffline, ServiceUnavailable, ValidationFailed
+from provisioning.errors import (
+    DeviceNotFound,
+    DeviceOffline,
+    ServiceUnavailable,
+    TokenExpired,
+    TokenInvalid,
+    TokenUsed,
+    ValidationFailed,
+    ZanuoError,
+)
 from provisioning.metrics import Metrics
 from provisioning.security import sealing
 from provisioning.security.errors import SealError
-from provisioning.storage.devices import Device
+from provisioning.security.tokens import hash_token
+from provisioning.storage.devices import Device, PairingToken
 
 WIFI_COMMAND: Final = "wifi"
 WIFI_EXPIRY_S: Final = 30
@@ -140,12 +151,76 @@ class WifiChanges:
         return command
 
 
+BLE_PAIR_COMMAND: Final = "ble_pair"
+BLE_PAIR_EXPIRY_S: Final = 60
+
+
+class HubPairings:
+    """Ask a hub the caller owns to pair a nearby code-less device with a pairing token.
+
+    The token is a secret, so the command goes out at once to an online hub
+    (never through the outbox table) and only while the token is live.
+    """
+
+    def __init__(
+        self, devices: DeviceService, sender: DeviceCommandSender | None, metrics: Metrics
+    ) -> None:
+        self._devices = devices
+        self._sender = sender
+        self._metrics = metrics
+
+    async def pair(
+        self, principal: Principal, hub: str, token: str, ble_address: str | None
+    ) -> DeviceCommand:
+        """Check the hub and the token, then send the hub a ``ble_pair`` command."""
+        now = self._devices.clock.now()
+        async with self._devices.db.session() as session:
+            await self._devices.require_owner(session, principal, hub)
+            device = await session.get(Device, hub)
+            pairing = (
+                await session.execute(
+                    select(PairingToken).where(PairingToken.token_hash == hash_token(token))
+                )
+            ).scalar_one_or_none()
+        if device is None:
+            raise DeviceNotFound(serial=hub)
+        if "ble_hub" not in device.capabilities and device.device_type != "hub":
+            raise NotAHub(serial=hub)
+        if pairing is None or pairing.account_id != principal.account_id:
+            raise TokenInvalid()
+        if pairing.used_at is not None:
+            raise TokenUsed()
+        if pairing.expires_at <= now:
+            raise TokenExpired()
+        if not device.online:
+            self._metrics.commands.labels(BLE_PAIR_COMMAND, "offline").inc()
+            raise DeviceOffline(serial=hub)
+        if self._sender is None:
+            raise BridgeUnavailable()
+        args = {"token": token} | ({"ble_address": ble_address} if ble_address else {})
+        command = DeviceCommand(str(uuid.uuid4()), hub, BLE_PAIR_COMMAND, args)
+        await self._sender.send_now(command, expiry_s=BLE_PAIR_EXPIRY_S)
+        self._metrics.commands.labels(BLE_PAIR_COMMAND, "sent").inc()
+        return command
+
+
+class NotAHub(ZanuoError):
+    """The device cannot pair BLE devices."""
+
+    status = 409
+    code = "not_a_hub"
+    default_message = "this device is not a BLE hub"
+
+
 __all__ = [
+    "BLE_PAIR_COMMAND",
     "WIFI_COMMAND",
     "WIFI_EXPIRY_S",
     "BridgeUnavailable",
     "DeviceCommand",
     "DeviceCommandSender",
+    "HubPairings",
+    "NotAHub",
     "WifiChanges",
     "WifiCredentials",
     "check_envelope",

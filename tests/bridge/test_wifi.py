@@ -55,7 +55,7 @@ async def api_with_bridge(
     async def given() -> AsyncIterator[Services]:
         yield services
 
-    app = create_app(settings, secrets, services=given, extra_routes=(wifi.routes,))
+    app = create_app(settings, secrets, services=given)
     app[wifi.COMMAND_SENDER_KEY] = bridge
     async with TestClient(TestServer(app)) as client:
         yield client

@@ -124,7 +124,7 @@ async def stack(
         yield services
 
     async with running_bridge(services, device_pki, mosquitto_broker) as bridge:
-        app = create_app(settings, secrets, services=given, extra_routes=(wifi.routes,))
+        app = create_app(settings, secrets, services=given)
         app[wifi.COMMAND_SENDER_KEY] = bridge
         app.middlewares.insert(0, request_log.middleware)
         async with TestServer(app) as server:

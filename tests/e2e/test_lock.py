@@ -3,8 +3,8 @@
 The hub is set up by the phone like a camera; the lock is paired by the hub's
 real BLE agent over the virtual link (bleak → bumble) and bound by the bridge
 from the lock's signed proof. The ``ble_pair`` command reaches the hub through
-the bridge's command sender, which is what ``POST /v1/devices/{hub}/ble-pairings``
-is specified to do (see :func:`ask_hub_to_pair`).
+``POST /v1/devices/{hub}/ble-pairings`` (the bridge's send-now path: the
+token never reaches the command outbox table).
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ async def test_lock_binds_through_the_hub_and_its_unlock_result_reaches_the_owne
         await set_up_hub(phone, hub, link, stack)
         await lock.press_button()
         token = await phone.pairing_token()
-        await ask_hub_to_pair(stack, hub.serial, token.token)
+        command_id = await phone.pair_through_hub(hub.serial, token)
+        assert command_id
         await wait_activated(phone, token.token_id)
         device = await phone.wait_device(lock.serial, lambda d: d["online"])
         assert (device["relation"], device["parent_hub"]) == ("mine", hub.serial)
