@@ -61,6 +61,7 @@ from gateway.mqtt import payloads, topics
 from gateway.mqtt.commands import CommandDispatcher
 from provisioning.domain.binding import BindProof
 from provisioning.domain.commands import BridgeUnavailable, DeviceCommand
+from provisioning.domain.consent import BIOMETRIC_EVENT_TYPES, Purpose
 from provisioning.domain.events import screenshot_context
 from provisioning.errors import ZanuoError
 from provisioning.metrics import Metrics
@@ -603,6 +604,7 @@ class MqttBridge:
                 ).all()
             }
             consent: dict[uuid.UUID, bool] = {}
+            biometric: dict[uuid.UUID, bool] = {}
             keys: dict[uuid.UUID, bytes] = {}
             for item in batch:
                 owner = owners.get(item.serial)
@@ -628,6 +630,16 @@ class MqttBridge:
                             item.screenshot,
                             screenshot_context(item.serial, item.event.id),
                         )
+                result = item.event.result
+                if result is not None and item.event.type in BIOMETRIC_EVENT_TYPES:
+                    # The outcome of an on-device biometric check is kept only
+                    # with biometric_features; the event itself always is.
+                    if account_id not in biometric:
+                        biometric[account_id] = await services.consents.allows(
+                            session, account_id, Purpose.BIOMETRIC_FEATURES
+                        )
+                    if not biometric[account_id]:
+                        result = None
                 rows.append(
                     {
                         "id": uuid.uuid4(),
@@ -636,7 +648,7 @@ class MqttBridge:
                         "account_id": account_id,
                         "event_type": item.event.type,
                         "occurred_at": payloads.event_occurred_at(item.event),
-                        "result": item.event.result,
+                        "result": result,
                         "via_serial": item.hub,
                         "screenshot_enc": sealed,
                         "screenshot_delete_at": delete_at if sealed is not None else None,

@@ -204,6 +204,12 @@ async def run_demo(args: argparse.Namespace, settings: Settings, secrets: Secret
                 event_id = await camera.motion()
                 message = await phone.wait_message(is_event(event_id))
                 say(f"feed: {message['type']} from {message['serial']} at {message['occurred_at']}")
+                await phone.request(
+                    "POST",
+                    "/v1/me/consents",
+                    json={"purpose": "biometric_features", "granted": True},
+                )
+                say("consent given: keep the results of on-device fingerprint checks")
                 lock.enroll_fingerprint(FINGERPRINT)
                 await lock.touch(FINGERPRINT)
                 message = await phone.wait_message(lambda m: m["serial"] == lock_serial)

@@ -244,4 +244,5 @@ class ConsentService:
                 await ConsentService._delete_purpose_data(session, account_id, optional)
 
 
-BIOMETRIC_EVENT_TYPES = ("unlock_fingerprint", "unlock_face")
+# Events whose result is the outcome of a fingerprint or face check on the device.
+BIOMETRIC_EVENT_TYPES = ("unlock",)

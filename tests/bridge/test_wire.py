@@ -87,3 +87,17 @@ def test_payloads_are_parsed_by_kind_with_reasons_for_what_is_dropped() -> None:
 def test_outbound_payloads_are_compact_json_without_empty_fields() -> None:
     result = payloads.BindResultPayload(status="bound")
     assert payloads.encode(result) == b'{"status":"bound"}'
+
+
+@pytest.mark.parametrize("field", ["template", "fingerprint", "face_image", "biometric"])
+def test_an_event_carrying_biometric_data_is_refused(field: str) -> None:
+    event = {
+        "id": "ev-bio-1",
+        "type": "unlock",
+        "ts": "2026-11-02T09:00:00+00:00",
+        "result": "match",
+        field: "AAECAwQFBgcICQ==",
+    }
+    with pytest.raises(payloads.PayloadError) as caught:
+        payloads.parse(Inbound.EVENT, json.dumps(event).encode())
+    assert caught.value.reason == "schema"

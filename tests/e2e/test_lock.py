@@ -103,8 +103,17 @@ async def test_lock_binds_through_the_hub_and_its_unlock_result_reaches_the_owne
         assert [c.serial for c in hub.children] == [lock.serial]
 
         lock.enroll_fingerprint(FINGER)
+        # Without biometric_features the unlock is reported, its check result is not kept.
         assert await lock.touch(FINGER)
-        message = await phone.wait_message(lambda m: m["serial"] == lock.serial)
+        first = await phone.wait_message(lambda m: m["serial"] == lock.serial)
+        assert (first["type"], first["result"], first["via_hub"]) == ("unlock", None, hub.serial)
+        await phone.request(
+            "POST", "/v1/me/consents", json={"purpose": "biometric_features", "granted": True}
+        )
+        assert await lock.touch(FINGER)
+        message = await phone.wait_message(
+            lambda m: m["serial"] == lock.serial and m["event_id"] != first["event_id"]
+        )
         assert (message["type"], message["result"], message["via_hub"]) == (
             "unlock",
             "match",

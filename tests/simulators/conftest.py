@@ -17,6 +17,7 @@ from gateway.mqtt.bridge import MqttBridge
 from gateway.mqtt.broker import ManagedMosquitto
 from provisioning.clock import FrozenClock
 from provisioning.domain.accounts import Principal
+from provisioning.domain.consent import Purpose
 from provisioning.protocomm import (
     BleTransport,
     Credentials,
@@ -127,9 +128,12 @@ class Owner:
 
 
 @pytest.fixture
-async def owner(make_accounts: MakeAccounts) -> Owner:
-    """Return a fresh account."""
+async def owner(make_accounts: MakeAccounts, services: Services) -> Owner:
+    """Return a fresh account that keeps biometric check results (the lock tests read them)."""
     (principal,) = await make_accounts(1)
+    await services.consents.change(
+        principal.account_id, Purpose.BIOMETRIC_FEATURES, True, "app_settings"
+    )
     return Owner(principal)
 
 
