@@ -13,7 +13,7 @@ from provisioning.api.auth import ContactFields
 from provisioning.api.keys import SERVICES_KEY
 from provisioning.api.models import RequestModel, ResponseModel, ShortText
 from provisioning.api.routing import Routes
-from provisioning.api.session import principal, source_address
+from provisioning.api.session import path_serial, principal, source_address
 from provisioning.domain.binding import Relation
 from provisioning.domain.devices import DeviceView, Permission
 from provisioning.errors import (
@@ -36,13 +36,6 @@ routes = Routes(tag="devices")
 
 Serial = Annotated[str, StringConstraints(pattern=f"^{SERIAL_PATTERN.pattern}$")]
 LabelCode = Annotated[str, StringConstraints(min_length=1, max_length=16)]
-
-
-def _serial(request: web.Request) -> str:
-    serial = request.match_info["serial"]
-    if not SERIAL_PATTERN.fullmatch(serial):
-        raise DeviceNotFound(serial=serial[:40])
-    return serial
 
 
 def _uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
@@ -239,7 +232,9 @@ class EventList(ResponseModel):
 )
 async def bind_state(request: web.Request) -> BindStateOut:
     """Answer the app's pre-check before binding."""
-    state = await request.app[SERVICES_KEY].binding.bind_state(principal(request), _serial(request))
+    state = await request.app[SERVICES_KEY].binding.bind_state(
+        principal(request), path_serial(request)
+    )
     return BindStateOut(
         serial=state.serial,
         exists=state.exists,
@@ -351,7 +346,7 @@ async def list_devices(request: web.Request) -> DeviceList:
 async def get_device(request: web.Request) -> DeviceOut:
     """Return one device the caller owns or shares."""
     return DeviceOut.of(
-        await request.app[SERVICES_KEY].devices.view(principal(request), _serial(request))
+        await request.app[SERVICES_KEY].devices.view(principal(request), path_serial(request))
     )
 
 
@@ -367,7 +362,7 @@ async def patch_device(request: web.Request, body: DevicePatch) -> DeviceOut:
     """Apply the fields present in the body."""
     changes = body.model_dump(exclude_unset=True)
     view = await request.app[SERVICES_KEY].devices.update_settings(
-        principal(request), _serial(request), changes
+        principal(request), path_serial(request), changes
     )
     return DeviceOut.of(view)
 
@@ -381,7 +376,7 @@ async def patch_device(request: web.Request, body: DevicePatch) -> DeviceOut:
 )
 async def unbind_device(request: web.Request) -> None:
     """Unbind and queue a reset command."""
-    await request.app[SERVICES_KEY].devices.unbind(principal(request), _serial(request))
+    await request.app[SERVICES_KEY].devices.unbind(principal(request), path_serial(request))
 
 
 # -- sharing ---------------------------------------------------------------------------
@@ -399,7 +394,7 @@ async def unbind_device(request: web.Request) -> None:
 async def create_share(request: web.Request, body: ShareRequest) -> ShareOut:
     """Create a 7-day invitation."""
     share = await request.app[SERVICES_KEY].devices.invite(
-        principal(request), _serial(request), body.recipient(), body.permission
+        principal(request), path_serial(request), body.recipient(), body.permission
     )
     return ShareOut.of(share)
 
@@ -413,7 +408,7 @@ async def create_share(request: web.Request, body: ShareRequest) -> ShareOut:
 )
 async def list_shares(request: web.Request) -> ShareList:
     """List the device's live shares."""
-    view = await request.app[SERVICES_KEY].devices.view(principal(request), _serial(request))
+    view = await request.app[SERVICES_KEY].devices.view(principal(request), path_serial(request))
     if view.ownership is None:
         raise NotOwner()
     return ShareList(shares=[ShareOut.of(s) for s in view.shares])
@@ -430,7 +425,7 @@ async def revoke_share(request: web.Request) -> None:
     """End the share."""
     share_id = _uuid(request, "share_id", "share")
     await request.app[SERVICES_KEY].devices.revoke_share(
-        principal(request), _serial(request), share_id
+        principal(request), path_serial(request), share_id
     )
 
 
@@ -483,7 +478,7 @@ async def decline_invitation(request: web.Request) -> ShareOut:
 )
 async def list_events(request: web.Request) -> EventList:
     """Return the device's newest events."""
-    rows = await request.app[SERVICES_KEY].devices.events(principal(request), _serial(request))
+    rows = await request.app[SERVICES_KEY].devices.events(principal(request), path_serial(request))
     return EventList(events=[EventOut.of(r) for r in rows])
 
 

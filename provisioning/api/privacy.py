@@ -13,7 +13,7 @@ from pydantic import Field, StringConstraints
 from provisioning.api.keys import SERVICES_KEY
 from provisioning.api.models import RequestModel, ResponseModel, SixDigits
 from provisioning.api.routing import Routes
-from provisioning.api.session import principal
+from provisioning.api.session import path_serial, principal
 from provisioning.domain.consent import PURPOSES, ConsentStatus, Purpose
 from provisioning.errors import (
     CodeExpired,
@@ -163,7 +163,7 @@ async def change_consent(request: web.Request, body: ConsentChange) -> ConsentsO
 )
 async def put_location(request: web.Request, body: LocationIn) -> LocationOut:
     """Store the device's location sealed under the owner's key."""
-    serial = request.match_info["serial"]
+    serial = path_serial(request)
     stored = await request.app[SERVICES_KEY].locations.put(
         principal(request), serial, body.latitude, body.longitude
     )
@@ -181,7 +181,7 @@ async def put_location(request: web.Request, body: LocationIn) -> LocationOut:
 )
 async def get_location(request: web.Request) -> LocationOut:
     """Return the stored location."""
-    serial = request.match_info["serial"]
+    serial = path_serial(request)
     lat, lon, updated = await request.app[SERVICES_KEY].locations.get(principal(request), serial)
     return LocationOut(serial=serial, latitude=lat, longitude=lon, updated_at=updated)
 

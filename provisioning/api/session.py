@@ -9,7 +9,8 @@ from aiohttp import web
 from provisioning.api.keys import SERVICES_KEY
 from provisioning.api.routing import PRINCIPAL_KEY
 from provisioning.domain.accounts import Principal
-from provisioning.errors import Unauthenticated
+from provisioning.errors import DeviceNotFound, Unauthenticated
+from provisioning.security.codes import SERIAL_PATTERN
 
 
 async def authenticate_user(request: web.Request, token: str) -> Principal:
@@ -37,3 +38,11 @@ def source_address(request: web.Request) -> str:
         except ValueError:
             return remote
     return remote
+
+
+def path_serial(request: web.Request) -> str:
+    """Return the ``{serial}`` path parameter; a malformed one is an unknown device."""
+    serial = request.match_info["serial"]
+    if not SERIAL_PATTERN.fullmatch(serial):
+        raise DeviceNotFound(serial=serial[:40])
+    return serial

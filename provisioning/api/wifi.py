@@ -26,7 +26,7 @@ from pydantic import Field, SecretStr, StringConstraints, model_validator
 from provisioning.api.keys import SERVICES_KEY
 from provisioning.api.models import RequestModel, ResponseModel
 from provisioning.api.routing import Routes
-from provisioning.api.session import principal
+from provisioning.api.session import path_serial, principal
 from provisioning.domain.commands import (
     BLE_PAIR_EXPIRY_S,
     WIFI_EXPIRY_S,
@@ -45,7 +45,6 @@ from provisioning.errors import (
     TokenInvalid,
     TokenUsed,
 )
-from provisioning.security.codes import SERIAL_PATTERN
 
 routes = Routes(tag="devices")
 
@@ -93,13 +92,6 @@ class WifiChangeSent(ResponseModel):
     expires_in_s: int
 
 
-def _serial(request: web.Request) -> str:
-    serial = request.match_info["serial"]
-    if not SERIAL_PATTERN.fullmatch(serial):
-        raise DeviceNotFound(serial=serial[:40])
-    return serial
-
-
 @routes.route(
     "GET",
     "/v1/devices/{serial}/wifi/recipient",
@@ -109,7 +101,7 @@ def _serial(request: web.Request) -> str:
 )
 async def wifi_recipient(request: web.Request) -> WifiRecipient:
     """Return the device certificate; seal to it with the serial and a fresh command id."""
-    serial = _serial(request)
+    serial = path_serial(request)
     services = request.app[SERVICES_KEY]
     certificate_pem = await WifiChanges(
         services.devices, request.app.get(COMMAND_SENDER_KEY), services.metrics
@@ -128,7 +120,7 @@ async def wifi_recipient(request: web.Request) -> WifiRecipient:
 )
 async def change_wifi(request: web.Request, body: WifiChangeRequest) -> WifiChangeSent:
     """Seal (if needed) and send Wi-Fi credentials to the device now."""
-    serial = _serial(request)
+    serial = path_serial(request)
     services = request.app[SERVICES_KEY]
     changes = WifiChanges(services.devices, request.app.get(COMMAND_SENDER_KEY), services.metrics)
     caller = principal(request)
@@ -183,6 +175,6 @@ async def pair_through_hub(request: web.Request, body: BlePairingRequest) -> Ble
     services = request.app[SERVICES_KEY]
     pairings = HubPairings(services.devices, request.app.get(COMMAND_SENDER_KEY), services.metrics)
     command = await pairings.pair(
-        principal(request), _serial(request), body.token, body.ble_address
+        principal(request), path_serial(request), body.token, body.ble_address
     )
     return BlePairingSent(command_id=command.id, expires_in_s=BLE_PAIR_EXPIRY_S)
