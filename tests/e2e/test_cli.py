@@ -142,3 +142,24 @@ async def test_zanuo_simulate_camera_and_fleet_against_a_running_service(
     assert (report["bound"], report["online"], report["failures"]) == (8, 8, {})
     assert report["events_acked"] == report["events_sent"] == 20
     assert report["events_delivered"] == report["events_checked"] == 20
+
+
+async def test_zanuo_simulate_lock_pairs_it_through_a_hub_over_the_api(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = cli_env(data_dir)
+    async with zanuo_serve(env, tmp_path) as url:
+        status, out, err = await zanuo(
+            "simulate",
+            "lock",
+            "--api",
+            url,
+            "--data-dir",
+            str(data_dir),
+            "--flash-dir",
+            str(tmp_path / "flash"),
+            env=env,
+            cwd=tmp_path,
+        )
+    assert status == 0, err[-2000:]
+    assert "bound with the pairing token" in out
+    assert "bound through hub" in out
