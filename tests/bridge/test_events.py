@@ -201,8 +201,10 @@ async def test_hub_relays_events_only_for_its_own_children(
     own_device: OwnDevice,
 ) -> None:
     hub, _ = await own_device("ZC1-HUB-0001")
-    child, _ = await own_device("ZC1-LOCK-0001", "lock", with_code=False)
+    child, child_owner = await own_device("ZC1-LOCK-0001", "lock", with_code=False)
     stranger, _ = await own_device("ZC1-LOCK-0002", "lock", with_code=False)
+    # The check result is kept only with biometric_features (tests/e2e/test_lock.py).
+    await services.consents.change(child_owner, Purpose.BIOMETRIC_FEATURES, True, "app_settings")
     async with services.db.session() as session:
         device = await session.get(Device, child.serial)
         assert device is not None
