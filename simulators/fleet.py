@@ -1,4 +1,4 @@
-"""The fleet/load generator: N simulated cameras brought up, bound by phone apps, sending events.
+"""The fleet/load generator: simulated cameras, and hubs with locks, bound by phone apps.
 
 One event loop runs everything. Every camera lives in its own task for the
 whole run (so its MQTT session and supervisor are entered and left by the
@@ -15,6 +15,10 @@ Phases:
    bridge. Setup latency = label scanned → app sees ``bound``.
 2. **events**: motion events at ``events_per_second`` across the fleet for
    ``event_seconds``; latency = publish → broker acknowledgement (QoS 1).
+   Hubs are set up the same way; then each pairs its locks over its own
+   virtual BLE link, asked by the phone through
+   ``POST /v1/devices/{hub}/ble-pairings`` with a fresh pairing token
+   (setup latency = button pressed → pairing token activated).
 3. **check**: for a sample of cameras, every event sent must be readable
    through the API (``GET /v1/devices/{serial}/events``).
 
@@ -37,6 +41,7 @@ from typing import Final, Literal, TextIO
 
 import aiohttp
 
+from provisioning.protocomm.bumble_backend import VirtualBleLink
 from simulators.app import (
     CodeReader,
     GeoLocation,
@@ -49,6 +54,8 @@ from simulators.app import (
 from simulators.camera import Camera
 from simulators.device_mqtt import SessionOptions
 from simulators.fleet_report import FleetStats, ProgressDisplay
+from simulators.hub import Hub
+from simulators.lock import Lock
 from simulators.wifi_world import AccessPoint, WifiWorld
 
 _LOGGER = logging.getLogger(__name__)
@@ -59,6 +66,14 @@ ACCOUNT_PASSWORD_BYTES: Final = 18
 MAX_EVENTS_IN_FLIGHT: Final = 256
 DELIVERY_SAMPLE: Final = 20
 FLEET_SESSION: Final = SessionOptions(backoff_initial_s=0.2, backoff_max_s=5.0)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HubGroup:
+    """A hub and the code-less locks it pairs over its own BLE link."""
+
+    hub_folder: Path
+    lock_folders: Sequence[Path]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -80,6 +95,12 @@ class FleetPlan:
     poll_s: float = 0.5  # how often a phone polls its binding, as a real app would
     delivery_timeout_s: float = 60.0
     session_options: SessionOptions = FLEET_SESSION
+    hubs: Sequence[HubGroup] = ()
+
+    @property
+    def device_count(self) -> int:
+        """Return how many devices the plan brings up (cameras, hubs and locks)."""
+        return len(self.flash_folders) + sum(1 + len(g.lock_folders) for g in self.hubs)
 
 
 class _Fleet:
@@ -99,7 +120,7 @@ class _Fleet:
         self.sent: dict[str, list[str]] = {}
         self.stop = asyncio.Event()
         self.brought_up = asyncio.Event()
-        self.pending = len(plan.flash_folders)
+        self.pending = plan.device_count
 
     def done_one(self) -> None:
         """Note that one device finished bring-up (either way)."""
@@ -147,6 +168,63 @@ class _Fleet:
             self.stats.failed(stage, err)
             _LOGGER.debug("%s of %s failed: %s", stage, folder.name, type(err).__name__)
             self.done_one()
+
+    async def run_hub(self, group: HubGroup, phone: PhoneApp) -> None:
+        """Boot a hub, set it up, pair its locks through the API, keep them until the end."""
+        stage, finished = "boot", 0
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                link = await stack.enter_async_context(VirtualBleLink())
+                hub = await stack.enter_async_context(
+                    Hub(
+                        group.hub_folder,
+                        self.world,
+                        ble_link=link,
+                        broker_ca_file=self.plan.broker_ca_file,
+                        session_options=self.plan.session_options,
+                    )
+                )
+                stage = "setup"
+                async with self.setups, asyncio.timeout(self.plan.setup_timeout_s):
+                    started = time.perf_counter()
+                    await phone.set_up_camera(
+                        hub.flash.info.label_payload,
+                        SoftApLink(hub.http_url),
+                        WifiChoice(FLEET_SSID, [self.wifi_password]),
+                        broker=self.plan.broker,
+                    )
+                    self.stats.bind_latencies.append(time.perf_counter() - started)
+                    self.stats.bound += 1
+                    await hub.wait_online()
+                    # The hub sets its agent once its MQTT session is up; no event to await.
+                    while hub.agent is None:  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+                    self.stats.online += 1
+                self.done_one()
+                finished += 1
+                for folder in group.lock_folders:
+                    stage = "pair"
+                    lock = await stack.enter_async_context(Lock(folder, link))
+                    async with self.setups, asyncio.timeout(self.plan.setup_timeout_s):
+                        started = time.perf_counter()
+                        await lock.press_button()
+                        token = await phone.pairing_token()
+                        await phone.pair_through_hub(hub.serial, token)
+                        await phone.wait_activated(token)
+                        self.stats.bind_latencies.append(time.perf_counter() - started)
+                        self.stats.bound += 1
+                        self.stats.online += 1
+                    self.done_one()
+                    finished += 1
+                stage = "online"
+                await self.stop.wait()
+        except Exception as err:  # counted by reason; the hub's remaining devices are done
+            if stage == "online":
+                raise
+            self.stats.failed(stage, err)
+            _LOGGER.debug("%s of %s failed: %s", stage, group.hub_folder.name, type(err).__name__)
+            for _ in range(1 + len(group.lock_folders) - finished):
+                self.done_one()
 
     async def send_events(self) -> None:
         """Publish motion events at the planned rate, round-robin over online cameras."""
@@ -207,7 +285,7 @@ class _Fleet:
 
 async def run_fleet(plan: FleetPlan, *, progress: TextIO | None = None) -> FleetStats:
     """Run the whole fleet plan and return what was measured."""
-    stats = FleetStats(requested=len(plan.flash_folders))
+    stats = FleetStats(requested=plan.device_count)
     fleet = _Fleet(plan, stats)
     run_id = secrets.token_hex(4)
     connector = aiohttp.TCPConnector(limit=max(16, plan.concurrency * 2))
@@ -229,13 +307,17 @@ async def run_fleet(plan: FleetPlan, *, progress: TextIO | None = None) -> Fleet
             )
             phones.append(phone)
         owner_of: dict[str, PhoneApp] = {}
-        if not plan.flash_folders:
+        if not plan.device_count:
             fleet.brought_up.set()
         async with asyncio.TaskGroup() as group:
             for index, folder in enumerate(plan.flash_folders):
                 phone = phones[index % len(phones)]
                 owner_of[folder.name] = phone
                 group.create_task(fleet.run_device(folder, phone), name=f"fleet-{folder.name}")
+            for index, hub_group in enumerate(plan.hubs):
+                phone = phones[index % len(phones)]
+                name = f"fleet-{hub_group.hub_folder.name}"
+                group.create_task(fleet.run_hub(hub_group, phone), name=name)
             try:
                 await fleet.brought_up.wait()
                 stats.bind_finished = time.perf_counter()
@@ -246,4 +328,4 @@ async def run_fleet(plan: FleetPlan, *, progress: TextIO | None = None) -> Fleet
     return stats
 
 
-__all__ = ["FLEET_SSID", "FleetPlan", "run_fleet"]
+__all__ = ["FLEET_SSID", "FleetPlan", "HubGroup", "run_fleet"]

@@ -232,6 +232,8 @@ def register(sub: SubParsers) -> None:
     fleet.add_argument("--concurrency", type=int, default=32, help="setups in flight")
     fleet.add_argument("--accounts", type=int, default=None, help="default: one per 200")
     fleet.add_argument("--link", choices=["softap", "local"], default="softap")
+    fleet.add_argument("--hubs", type=int, default=0, help="BLE hubs, each pairing locks")
+    fleet.add_argument("--locks-per-hub", type=int, default=2)
     fleet.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
     fleet.set_defaults(handler=simulate_fleet)
 
@@ -321,14 +323,29 @@ async def simulate_device(args: argparse.Namespace, settings: Settings, secrets:
 async def simulate_fleet(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
     """Run the fleet generator and print its report."""
     require_simulators()
-    from simulators.fleet import FleetPlan, run_fleet
+    from simulators.fleet import FleetPlan, HubGroup, run_fleet
 
     settings, secrets, api, broker = _target(args, settings, secrets)
-    count = max(0, args.devices)
-    serials = new_serials("camera", count)
+    cameras = max(0, args.devices)
+    hubs = new_serials("hub", max(0, args.hubs))
+    per_hub = max(0, args.locks_per_hub)
+    locks = new_serials("lock", len(hubs) * per_hub)
+    wanted = [(s, "camera") for s in new_serials("camera", cameras)]
+    wanted += [(s, "hub") for s in hubs] + [(s, "lock") for s in locks]
+    count = len(wanted)
     started = time.perf_counter()
-    folders = await manufacture(settings, secrets, [(s, "camera") for s in serials], args.flash_dir)
-    print(f"manufactured {count} cameras in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    made = await manufacture(settings, secrets, wanted, args.flash_dir)
+    folders = made[:cameras]
+    lock_folders = made[cameras + len(hubs) :]
+    groups = [
+        HubGroup(hub_folder, lock_folders[i * per_hub : (i + 1) * per_hub])
+        for i, hub_folder in enumerate(made[cameras : cameras + len(hubs)])
+    ]
+    print(
+        f"manufactured {cameras} cameras, {len(hubs)} hubs and {len(locks)} locks"
+        f" in {time.perf_counter() - started:.1f}s",
+        file=sys.stderr,
+    )
     accounts = args.accounts or max(1, (count + 199) // 200)
     stats = await run_fleet(
         FleetPlan(
@@ -342,6 +359,7 @@ async def simulate_fleet(args: argparse.Namespace, settings: Settings, secrets: 
             concurrency=args.concurrency,
             accounts=accounts,
             link=args.link,
+            hubs=groups,
         ),
         progress=sys.stderr,
     )

@@ -130,6 +130,10 @@ async def test_zanuo_simulate_camera_and_fleet_against_a_running_service(
             "0.5",
             "--concurrency",
             "4",
+            "--hubs",
+            "1",
+            "--locks-per-hub",
+            "2",
             "--json",
             str(report_file),
             env=env,
@@ -137,9 +141,9 @@ async def test_zanuo_simulate_camera_and_fleet_against_a_running_service(
         )
         assert status == 0, err[-2000:]
         assert "fleet report" in out
-        assert "bound 8/8" in err  # the progress line
+        assert "bound 11/11" in err  # the progress line: 8 cameras, a hub and its 2 locks
     report = json.loads(report_file.read_text())
-    assert (report["bound"], report["online"], report["failures"]) == (8, 8, {})
+    assert (report["bound"], report["online"], report["failures"]) == (11, 11, {})
     assert report["events_acked"] == report["events_sent"] == 20
     assert report["events_delivered"] == report["events_checked"] == 20
 
