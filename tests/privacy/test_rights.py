@@ -125,6 +125,7 @@ async def test_export_holds_every_category_of_the_account_and_nothing_of_another
     assert me["token"] not in text
 
 
+@pytest.mark.sqlite_only
 async def test_cancellation_erases_the_account_and_old_database_copies_stay_sealed(
     client: Client,
     outbox: OutboxSender,
@@ -133,10 +134,7 @@ async def test_cancellation_erases_the_account_and_old_database_copies_stay_seal
     data_dir: Path,
     tmp_path: Path,
 ) -> None:
-    if not services.db.is_sqlite:
-        pytest.skip(
-            "the raw file scan needs the SQLite file"
-        )  # the PostgreSQL run covers the rest below
+    assert services.db.is_sqlite, "a raw file scan (the PostgreSQL run deselects sqlite_only)"
     me = await register(client, outbox, "gone@example.com", nickname="CanaryNickname")
     serial = await bind_with_code(
         client, services, me["token"], await register_device("ZC4-0000003")
@@ -185,6 +183,36 @@ async def test_cancellation_erases_the_account_and_old_database_copies_stay_seal
                 await services.vault.data_key(session, account.id)
     finally:
         await old.dispose()
+
+
+async def test_cancellation_deletes_every_row_of_the_account_and_its_key(
+    client: Client, outbox: OutboxSender, services: Services, register_device: RegisterDevice
+) -> None:
+    me = await register(client, outbox, "gone2@example.com", nickname="Gone")
+    serial = await bind_with_code(
+        client, services, me["token"], await register_device("ZC4-0000005")
+    )
+    code = await request_code(client, outbox, "gone2@example.com", "delete_account")
+    response = await client.request(
+        "DELETE", "/v1/me", json={"code": code}, headers=bearer(me["token"])
+    )
+    assert response.status == 200
+    account_id = uuid.UUID(me["account_id"])
+    async with services.db.session() as session:
+        for table in exportable_tables():
+            keys = table.info.get("account_keys", ())
+            for key in keys:
+                rows = (
+                    await session.execute(select(table).where(table.c[key] == account_id))
+                ).all()
+                assert rows == [], f"{table.name}.{key} still holds the account"
+        assert await services.vault.store.get(session, account_id) is None
+        commands = (
+            (await session.execute(select(Command.name).where(Command.serial == serial)))
+            .scalars()
+            .all()
+        )
+    assert commands == ["reset"]
 
 
 async def test_cancellation_needs_a_fresh_delete_code(client: Client, outbox: OutboxSender) -> None:
