@@ -60,7 +60,7 @@ async def running_camera(
 async def set_up(
     phone: PhoneApp, camera: Camera, link: LocalLink, stack: Stack, *passwords: str
 ) -> None:
-    """Run the app's setup flow and wait until the camera is online."""
+    """Run the app's setup flow and wait until the camera is online and knows it is bound."""
     assert camera.label_code is not None
     await phone.set_up_camera(
         camera.flash.info.label_payload,
@@ -69,6 +69,8 @@ async def set_up(
         broker=stack.broker_address,
     )
     await camera.wait_online()
+    # The app can see "bound" in the cloud a moment before bind/result reaches the camera.
+    await camera.wait_bound()
 
 
 @pytest.mark.parametrize("over", ["softap", "ble"])
