@@ -445,10 +445,7 @@ async def list_invitations(request: web.Request) -> ShareList:
 )
 async def accept_invitation(request: web.Request) -> ShareOut:
     """Accept: the device appears in the caller's list."""
-    share_id = _uuid(request, "share_id", "invitation")
-    return ShareOut.of(
-        await request.app[SERVICES_KEY].devices.respond(principal(request), share_id, accept=True)
-    )
+    return await _respond(request, accept=True)
 
 
 @routes.route(
@@ -460,10 +457,13 @@ async def accept_invitation(request: web.Request) -> ShareOut:
 )
 async def decline_invitation(request: web.Request) -> ShareOut:
     """Decline the invitation."""
+    return await _respond(request, accept=False)
+
+
+async def _respond(request: web.Request, *, accept: bool) -> ShareOut:
     share_id = _uuid(request, "share_id", "invitation")
-    return ShareOut.of(
-        await request.app[SERVICES_KEY].devices.respond(principal(request), share_id, accept=False)
-    )
+    devices = request.app[SERVICES_KEY].devices
+    return ShareOut.of(await devices.respond(principal(request), share_id, accept=accept))
 
 
 # -- events and the message feed ---------------------------------------------------------
